@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create .venv and install mobiledeploy with every extra; idempotent and quick when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+stamp=.venv/.mobiledeploy-installed
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setting up .venv (first run takes a few minutes)" >&2
+    .venv/bin/pip install -q --upgrade pip
+    # torch 2.14.1 + torchvision 0.29.1: the pair that lies on this machine's disk and that timm
+    # (our test oracle) imports with; litert-torch needs torch<2.15.
+    .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+    .venv/bin/pip install -q -e '.[all,test]'
+    echo "$want" > "$stamp"
+fi
+# System tools the tests use: a real OpenSSH server for the devicebench SSH path.
+if [ "${MOBILEDEPLOY_SKIP_SYSTEM:-0}" != 1 ] && ! command -v /usr/sbin/sshd >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing openssh-server/openssh-client (for the SSH bench tests)" >&2
+        (apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q openssh-server openssh-client >/dev/null 2>&1; }) \
+            || echo "warning: could not install openssh-server; SSH bench tests will fail" >&2
+    fi
+fi

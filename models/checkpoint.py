@@ -60,16 +60,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses globals it does not know: the file holds code, not just tensors.
-        msg = _first_line(e)
-        if "Unsupported global" in msg or "weights_only" in msg.lower():
-            g = re.search(r"GLOBAL ([\w.]+)", msg)
+        full = str(e)
+        if "Unsupported global" in full or "Unsupported class" in full:
+            g = re.search(r"GLOBAL ([\w.]+)", full)
             what = f" ({g.group(1)})" if g else ""
             raise UserError(
                 f"refusing {p.name}: it needs more than tensors to load{what}, and unpickling "
                 "arbitrary objects could run code",
                 "re-save it as a plain state dict or .safetensors",
             ) from None
-        raise UserError(f"corrupt or unreadable weights file {p.name}: {msg}") from None
+        why = re.search(r"(invalid load key[^.]*|Unsupported operand[^.]*)", full)
+        detail = why.group(1) if why else "not a PyTorch checkpoint"
+        raise UserError(f"corrupt or unreadable weights file {p.name}: {detail}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise UserError(f"corrupt or unreadable weights file {p.name}: {_first_line(e)}") from None
     return unwrap(obj, p.name)
@@ -91,9 +93,8 @@ def unwrap(obj: object, name: str = "checkpoint") -> dict[str, torch.Tensor]:
             continue  # epoch counters, args, etc. beside the tensors
         if _THOP.search(k):
             continue  # thop's profiling buffers polluting the official GhostNet files
-        for pre in _PREFIXES:
-            while k.startswith(pre):
-                k = k[len(pre):]
+        while k.startswith(_PREFIXES):
+            k = k[len(next(p for p in _PREFIXES if k.startswith(p))):]
         sd[k] = v
     if not sd:
         raise UserError(f"{name} holds no tensors")

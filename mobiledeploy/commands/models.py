@@ -16,8 +16,14 @@ def command(as_json: bool, family: str | None) -> None:
     from mobiledeploy.models.checkpoint import LAYOUTS
     from mobiledeploy.models.profile import count_macs, count_params
 
+    names = list_models(family)
+    if not names:
+        from mobiledeploy.errors import UserError
+
+        families = sorted({get_cfg(n).family for n in list_models()})
+        raise UserError(f"no models in family {family!r}", f"families: {', '.join(families)}")
     rows = []
-    for name in list_models(family):
+    for name in names:
         cfg = get_cfg(name)
         model = create_model(name)
         rows.append({
@@ -29,7 +35,8 @@ def command(as_json: bool, family: str | None) -> None:
             "mean": list(cfg.mean),
             "std": list(cfg.std),
             "interpolation": cfg.interpolation,
-            "weights_formats": [LAYOUTS[f] for f in cfg.weights_formats],
+            "weights_formats": list(cfg.weights_formats),
+            "weights_formats_help": [LAYOUTS[f] for f in cfg.weights_formats],
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -39,10 +46,11 @@ def command(as_json: bool, family: str | None) -> None:
 
     t = Table(title="mobiledeploy models")
     for col, just in (("name", "left"), ("family", "left"), ("params", "right"), ("MACs", "right"),
-                      ("input", "right"), ("checkpoints", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+                      ("input", "right"), ("weights", "left")):
+        t.add_column(col, justify=just, no_wrap=col != "weights")  # type: ignore[arg-type]
     for r in rows:
         c, h, w = r["input_size"]
         t.add_row(r["name"], r["family"], f"{r['params']:,}", f"{r['macs'] / 1e6:.1f} M", f"{c}×{h}×{w}",
-                  "; ".join(r["weights_formats"]))
+                  ", ".join(r["weights_formats"]))
     Console().print(t)
+    Console().print("checkpoint layouts: " + "; ".join(f"{k} = {v}" for k, v in LAYOUTS.items()), style="dim")

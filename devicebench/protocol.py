@@ -1,0 +1,325 @@
+"""The measurement protocol: load, first call, warm-up, counted runs interleaved across artifacts (A B A B …).
+
+Only numpy and the standard library at module level (runs on boards inside the agent).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from mobiledeploy.errors import UserError
+
+from . import device, stats
+from .runners import Runner, TensorSpec, runner_for
+
+SCHEMA = "mobiledeploy.bench/1"
+RUN_SCHEMA = "mobiledeploy.bench-run/1"
+# What one timed call does, for every runtime alike (benchmark_model on phones times invoke only).
+CALL_SCOPE = "set inputs + run + fetch outputs"
+
+
+@dataclass
+class Protocol:
+    """How to measure: warm-up and counted runs/seconds, cool-down, threads, CPU affinity."""
+
+    warmup: int = 10
+    warmup_seconds: float = 0.0
+    runs: int = 50
+    min_seconds: float = 0.0
+    cooldown: float = 0.0  # idle seconds before every counted call (benchmark_model's --run_delay)
+    threads: int = 1
+    cores: list[int] | None = None
+    profile_ops: bool = False
+    profile_runs: int = 20
+    seed: int = 0
+    max_seconds: float = 3600.0  # a guard against a min_seconds typo, per phase
+
+    def validate(self) -> None:
+        """Reject values that cannot describe a measurement."""
+        if self.runs < 1:
+            raise UserError(f"--runs must be at least 1 (got {self.runs})", "pass e.g. --runs 50")
+        if self.warmup < 0 or self.warmup_seconds < 0 or self.min_seconds < 0 or self.cooldown < 0:
+            raise UserError("--warmup, --warmup-seconds, --min-seconds and --cooldown cannot be negative")
+        if self.threads < 1:
+            raise UserError(f"--threads must be at least 1 (got {self.threads})",
+                            "threads are explicit here: pass the count the app will use")
+
+    def to_json(self) -> dict[str, Any]:
+        """The protocol as recorded in a result."""
+        d = asdict(self)
+        d["call"] = CALL_SCOPE
+        return d
+
+
+@dataclass
+class Measured:
+    """One artifact's runner and everything measured about it."""
+
+    label: str
+    artifact: str
+    runner: Runner
+    call: Callable[[], Any]
+    inputs: dict[str, np.ndarray]
+    specs: list[TensorSpec]
+    manifest: str | None
+    init_ms: float
+    first_ms: float
+    rss_load_mb: float | None
+    warmup_count: int = 0
+    samples_ms: list[float] = field(default_factory=list)
+
+
+def find_manifest(artifact: str) -> str | None:
+    """The export manifest beside an artifact: `<artifact>.json`, else `<stem>.json`."""
+    p = Path(artifact)
+    for cand in (Path(str(p) + ".json"), p.with_suffix(".json")):
+        if cand != p and cand.is_file():
+            return str(cand)
+    return None
+
+
+def manifest_specs(manifest: str | None, runtime_specs: list[TensorSpec]) -> list[TensorSpec]:
+    """Input shapes/dtypes from the manifest where it has them (by position), names from the runtime."""
+    if manifest is None:
+        return runtime_specs
+    try:
+        inputs = json.loads(Path(manifest).read_text()).get("inputs") or []
+    except (OSError, ValueError, AttributeError) as e:
+        raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
+    if len(inputs) != len(runtime_specs):
+        return runtime_specs
+    out = []
+    for spec, inp in zip(runtime_specs, inputs):
+        shape = inp.get("shape") if isinstance(inp, dict) else None
+        dtype = inp.get("dtype") if isinstance(inp, dict) else None
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            shape = spec.shape
+        out.append(TensorSpec(spec.name, [int(d) for d in shape], str(dtype or spec.dtype)))
+    return out
+
+
+def make_inputs(specs: list[TensorSpec], seed: int) -> dict[str, np.ndarray]:
+    """Deterministic inputs: N(0,1) floats, in-range integers, random booleans."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for s in specs:
+        dt = np.dtype(s.dtype)
+        if dt.kind == "f":
+            arr = rng.standard_normal(s.shape).astype(dt)
+        elif dt.kind in "iu":
+            info = np.iinfo(dt)
+            arr = rng.integers(max(info.min, -128), min(info.max, 255) + 1, size=s.shape).astype(dt)
+        elif dt.kind == "b":
+            arr = rng.random(s.shape) < 0.5
+        else:
+            raise UserError(f"input {s.name!r} has dtype {s.dtype}, which bench cannot fill",
+                            "bench a float, integer or boolean input model")
+        out[s.name] = np.ascontiguousarray(arr)
+    return out
+
+
+def sha256(path: str) -> str | None:
+    """Content hash of an artifact file (or of every file in a directory artifact like .mlpackage)."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        if p.is_dir():
+            h.update(str(f.relative_to(p)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def rss_mb() -> float | None:
+    """Current resident set size of this process in MB (Linux), None elsewhere."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def pin(cores: Sequence[int] | None) -> None:
+    """Pin this process (and the runtime threads it starts later) to `cores`."""
+    if not cores:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise UserError("--cores needs Linux CPU affinity (os.sched_setaffinity)", "drop --cores on this OS")
+    avail = os.cpu_count() or 1
+    bad = [c for c in cores if c < 0 or c >= avail]
+    if bad:
+        raise UserError(f"--cores lists CPU(s) {bad} but this machine has CPUs 0-{avail - 1}",
+                        "pass cores that exist, e.g. --cores 0")
+    try:
+        os.sched_setaffinity(0, set(cores))
+    except OSError as e:
+        raise UserError(f"cannot pin to cores {list(cores)}: {e.strerror}",
+                        "pick cores this process may use (see `taskset -p $$`)") from None
+
+
+def _load(artifact: str, runtime: str, proto: Protocol, label: str) -> Measured:
+    cls = runner_for(artifact, runtime)
+    manifest = find_manifest(artifact) if os.path.exists(artifact) else None
+    rss0 = rss_mb()
+    t0 = time.perf_counter_ns()
+    try:
+        runner = cls(artifact, proto.threads)
+        specs = manifest_specs(manifest, runner.input_specs())
+        if hasattr(runner, "resize"):
+            runner.resize(specs)  # type: ignore[attr-defined]
+        inputs = make_inputs(specs, proto.seed)
+        call = runner.prepare(inputs)
+    except UserError:
+        raise
+    except Exception as e:  # a corrupt or unsupported artifact: the runtime's reason, in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{cls.name} could not load {artifact}: {first}",
+                        "check that the file is a complete artifact for this runtime") from None
+    init_ms = (time.perf_counter_ns() - t0) / 1e6
+    t0 = time.perf_counter_ns()
+    try:
+        call()
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{cls.name} failed to run {artifact}: {first}",
+                        "check the input shapes (manifest) and the artifact") from None
+    first_ms = (time.perf_counter_ns() - t0) / 1e6
+    rss1 = rss_mb()
+    return Measured(label, artifact, runner, call, inputs, specs, manifest, init_ms, first_ms,
+                    None if rss0 is None or rss1 is None else rss1 - rss0)
+
+
+def _rounds(items: list[Measured], min_count: int, min_seconds: float, max_seconds: float,
+            cooldown: float, record: bool) -> None:
+    """Call every artifact once per round, in order, until each has min_count calls and min_seconds passed."""
+    clock = time.perf_counter_ns
+    start = clock()
+    n = 0
+    while True:
+        elapsed = (clock() - start) / 1e9
+        if n >= min_count and elapsed >= min_seconds:
+            break
+        if n >= min_count and elapsed >= max_seconds:
+            break
+        for m in items:
+            if record:
+                if cooldown:
+                    time.sleep(cooldown)
+                fn = m.call
+                t0 = clock()
+                fn()
+                t1 = clock()
+                m.samples_ms.append((t1 - t0) / 1e6)
+            else:
+                m.call()
+                m.warmup_count += 1
+        n += 1
+
+
+def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Protocol,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole protocol on this machine and return the run result (schema RUN_SCHEMA)."""
+    proto.validate()
+    if not artifacts:
+        raise UserError("no artifact given", "pass at least one artifact path or model name")
+    runtimes = [runtime] * len(artifacts) if isinstance(runtime, str) else list(runtime)
+    # Resolve every artifact before loading any, so a typo in the third fails before minutes of work.
+    for a, r in zip(artifacts, runtimes):
+        runner_for(a, r)
+    pin(proto.cores)
+    facts = device.host_facts()
+    say = progress or (lambda _msg: None)
+    items = []
+    for i, (a, r) in enumerate(zip(artifacts, runtimes)):
+        say(f"loading {a}")
+        items.append(_load(a, r, proto, label=_label(a, i, artifacts)))
+    gc_was = gc.isenabled()
+    gc.collect()
+    # The collector's pauses belong to the harness, not to the model: keep them out of timed calls.
+    gc.disable()
+    try:
+        say("warming up")
+        _rounds(items, proto.warmup, proto.warmup_seconds, proto.max_seconds, 0.0, record=False)
+        say("measuring")
+        _rounds(items, proto.runs, proto.min_seconds, proto.max_seconds, proto.cooldown, record=True)
+    finally:
+        if gc_was:
+            gc.enable()
+    peak = peak_rss_mb()
+    facts["temperatures_c"]["after"] = device.temperatures()
+    protocol = proto.to_json()
+    protocol["gc"] = "disabled during warm-up and counted runs"
+    protocol["interleaved"] = len(items) > 1
+    results = []
+    for m in items:
+        ops = None
+        if proto.profile_ops:
+            say(f"profiling ops of {m.artifact}")
+            ops = m.runner.op_profile(m.inputs, proto.profile_runs)
+        lat = stats.summarize(m.samples_ms)
+        lat.update(init=m.init_ms, first=m.first_ms, warmup_count=m.warmup_count)
+        results.append({
+            "schema": SCHEMA,
+            "label": m.label,
+            "artifact": {
+                "path": m.artifact,
+                "name": Path(m.artifact).name,
+                "sha256": sha256(m.artifact),
+                "manifest": m.manifest,
+                "inputs": [asdict(s) for s in m.specs],
+            },
+            "runtime": m.runner.info(),
+            "device": facts,
+            "protocol": protocol,
+            "latency_ms": lat,
+            "memory_mb": {
+                "rss_load_delta": m.rss_load_mb,
+                "process_peak_rss": peak,
+                "note": "peak RSS is of the whole process (all artifacts of this run); "
+                        "rss_load_delta is the growth while loading this artifact",
+            },
+            "ops": ops,
+        })
+    add_ratios(results)
+    return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "device": facts, "protocol": protocol, "results": results}
+
+
+def add_ratios(results: list[dict[str, Any]]) -> None:
+    """Each result's median relative to the first artifact's (means when some result has no median)."""
+    lats = [r.get("latency_ms") or {} for r in results]
+    key = "median" if all(lat.get("median") is not None for lat in lats) else "mean"
+    base = lats[0].get(key) if lats else None
+    for r, lat in zip(results, lats):
+        c = lat.get(key)
+        r["ratio_to_first"] = c / base if c is not None and base else None
+        r["ratio_stat"] = key
+
+
+def _label(artifact: str, i: int, all_: Sequence[str]) -> str:
+    """Short unique label: the file name, with its position when names repeat."""
+    name = Path(artifact).name
+    names = [Path(a).name for a in all_]
+    return f"{name} [{i + 1}]" if names.count(name) > 1 else name

@@ -1,0 +1,472 @@
+"""Runtime registry: how to load an artifact and call it once, per runtime, filled by @register_runner.
+
+Only numpy and the standard library at module level: this module runs on boards inside the
+on-device agent, where click, rich and torch are usually absent. Each runtime is imported
+when its runner is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+from mobiledeploy.errors import MissingExtraError, UserError
+
+Call = Callable[[], Any]
+
+
+@dataclass
+class TensorSpec:
+    """One model input: name, concrete shape and numpy dtype name."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+
+
+class Runner:
+    """Loads one artifact; `prepare` binds inputs and returns the zero-argument call that is timed."""
+
+    name: ClassVar[str] = ""
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str] = ""  # the mobiledeploy extra that brings the runtime
+    board_pip: ClassVar[str] = ""  # what to pip install on a board that runs only the agent
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        self.artifact = artifact
+        self.threads = threads
+
+    def input_specs(self) -> list[TensorSpec]:
+        """The inputs the loaded artifact expects (shapes made concrete, batch 1)."""
+        raise NotImplementedError
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        """Bind inputs once; the returned call feeds them, runs once and fetches every output."""
+        raise NotImplementedError
+
+    def info(self) -> dict[str, Any]:
+        """Runtime facts for the result: name, version, delegate, threads, node counts, partitions."""
+        return {"name": self.name, "version": None, "delegate": None, "threads": self.threads,
+                "delegated_nodes": None, "total_nodes": None, "partitions": None}
+
+    def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
+        """Per-op-type time per run, measured in a separate pass so profiling never touches the latency."""
+        return {"available": False, "reason": f"{self.name} has no per-op profiler here"}
+
+
+_RUNNERS: dict[str, type[Runner]] = {}
+
+
+def register_runner(cls: type[Runner]) -> type[Runner]:
+    """Register a Runner subclass under its `name`."""
+    if cls.name in _RUNNERS:
+        raise ValueError(f"runner {cls.name!r} registered twice")
+    _RUNNERS[cls.name] = cls
+    return cls
+
+
+def runner_names() -> list[str]:
+    """Registered runtime names, in registration order."""
+    return list(_RUNNERS)
+
+
+def get_runner(name: str) -> type[Runner]:
+    """A registered runner class, or a UserError listing the choices."""
+    if name not in _RUNNERS:
+        raise UserError(f"unknown runtime {name!r}", f"choose one of: auto, {', '.join(_RUNNERS)}")
+    return _RUNNERS[name]
+
+
+def _require(module: str, runner: type[Runner]) -> Any:
+    """Import a runtime, or say how to install it both here and on a board that only runs the agent."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if e.name and module.split(".")[0] != e.name.split(".")[0]:
+            raise
+        err = MissingExtraError(module, runner.extra)
+        err.hint = f"pip install 'mobiledeploy[{runner.extra}]', or on a board: pip install {runner.board_pip}"
+        raise err from None
+
+
+def _np_dtype(onnx_type: str) -> str:
+    """'tensor(float)' → 'float32' (onnxruntime's type strings)."""
+    table = {"float": "float32", "float16": "float16", "double": "float64", "int8": "int8", "uint8": "uint8",
+             "int16": "int16", "int32": "int32", "int64": "int64", "bool": "bool"}
+    inner = onnx_type[len("tensor("):-1] if onnx_type.startswith("tensor(") else onnx_type
+    return table.get(inner, "float32")
+
+
+def _concrete(shape: Any) -> list[int]:
+    """Symbolic or unknown dims (batch, -1, None) become 1."""
+    return [int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else 1 for d in shape]
+
+
+@register_runner
+class OnnxRuntimeRunner(Runner):
+    """onnxruntime on the CPU execution provider, sequential, `threads` intra-op threads."""
+
+    name = "onnxruntime"
+    suffixes = (".onnx", ".ort")
+    extra = "onnx"
+    board_pip = "numpy onnxruntime"
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        super().__init__(artifact, threads)
+        self.ort = _require("onnxruntime", type(self))
+        self.session = self._session(profile_dir=None)
+
+    def _session(self, profile_dir: str | None):
+        ort = self.ort
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.log_severity_level = 3
+        if profile_dir is not None:
+            so.enable_profiling = True
+            so.profile_file_prefix = os.path.join(profile_dir, "ort")
+        return ort.InferenceSession(self.artifact, sess_options=so, providers=["CPUExecutionProvider"])
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(i.name, _concrete(i.shape), _np_dtype(i.type)) for i in self.session.get_inputs()]
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        run, feeds = self.session.run, dict(inputs)
+        return lambda: run(None, feeds)
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(version=self.ort.__version__, delegate="CPUExecutionProvider",
+                 providers=self.session.get_providers())
+        return d
+
+    def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            sess = self._session(profile_dir=tmp)
+            for _ in range(runs + 1):
+                sess.run(None, inputs)
+            events = _ort_kernel_events(sess.end_profiling(), skip_runs=1)
+        per_type: dict[str, list[float]] = {}
+        for ev in events:
+            per_type.setdefault(ev["op"], []).append(ev["us"])
+        return _op_table(per_type, runs, source="onnxruntime profiler (kernel time)")
+
+
+def _ort_kernel_events(trace_path: str, skip_runs: int = 0) -> list[dict[str, Any]]:
+    """Kernel executions from an onnxruntime Chrome-trace profile: op type and duration in µs.
+
+    The first `skip_runs` runs (allocation, lazy init) are dropped by their model_run timestamps.
+    """
+    with open(trace_path) as f:
+        trace = json.load(f)
+    os.unlink(trace_path)
+    starts = sorted(ev["ts"] for ev in trace if ev.get("name") == "model_run")
+    t0 = starts[skip_runs] if skip_runs and len(starts) > skip_runs else float("-inf")
+    out = []
+    for ev in trace:
+        if ev.get("cat") == "Node" and str(ev.get("name", "")).endswith("_kernel_time") and ev["ts"] >= t0:
+            out.append({"op": ev.get("args", {}).get("op_name", "?"), "us": float(ev.get("dur", 0))})
+    return out
+
+
+# Op names differ per runtime (Conv, CONV_2D, aten::convolution); the table compares families.
+_OP_FAMILIES = {
+    "conv": ("conv", "conv_2d", "conv2d", "convolution", "_convolution", "mkldnn_convolution", "fusedconv",
+             "nchwcconv", "qlinearconv", "convinteger", "conv_3d", "_slow_conv2d_forward", "thnn_conv2d",
+             "_conv_depthwise2d", "slow_conv_dilated2d", "_nnpack_spatial_convolution", "convolution_overrideable"),
+    "depthwise conv": ("depthwise_conv_2d",),
+    "matmul / linear": ("gemm", "matmul", "fully_connected", "linear", "addmm", "mm", "bmm", "batch_matmul",
+                        "fusedgemm", "fusedmatmul", "qlinearmatmul"),
+    "pool": ("averagepool", "maxpool", "globalaveragepool", "globalmaxpool", "average_pool_2d", "max_pool_2d",
+             "mean", "reducemean", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "mean.dim"),
+    "activation": ("relu", "relu6", "clip", "hardtanh", "clamp", "clamp_", "clamp_min", "clamp_min_", "hardtanh_", "relu_", "sigmoid", "hardsigmoid",
+                   "hard_swish", "hardswish", "logistic", "tanh", "gelu", "silu", "prelu", "leakyrelu", "leaky_relu"),
+    "elementwise": ("add", "mul", "sub", "div", "add_", "mul_", "div_", "sub_", "sum", "maximum", "minimum", "pow",
+                    "sqrt", "rsqrt"),
+    "resize": ("resize", "resize_nearest_neighbor", "resize_bilinear", "upsample_nearest2d", "upsample_bilinear2d"),
+    "layout": ("reshape", "transpose", "concatenation", "concat", "cat", "view", "permute", "flatten", "squeeze",
+               "unsqueeze", "reorderinput", "reorderoutput", "slice", "strided_slice", "gather", "pad",
+               "depth_to_space", "space_to_depth", "split", "expand", "contiguous", "clone", "copy_"),
+    "normalization": ("batchnormalization", "batch_norm", "native_batch_norm", "layer_norm", "layernormalization",
+                      "_native_batch_norm_legit_no_training", "_batch_norm_impl_index", "batch_norm_cpu"),
+    "framework overhead": ("empty", "empty_like", "empty_strided", "fill_", "zero_", "resize_", "as_strided",
+                           "as_strided_", "detach", "to", "_to_copy", "t", "resolve_conj", "resolve_neg",
+                           "_nnpack_available", "set_", "item", "_local_scalar_dense", "lift_fresh"),
+    "softmax": ("softmax", "_softmax", "log_softmax"),
+    "delegate kernel": ("tflitexnnpackdelegate", "delegate", "tflitegpudelegatev2"),
+}
+_OP_KIND = {name: kind for kind, names in _OP_FAMILIES.items() for name in names}
+
+
+def normalize_op(op: str) -> str:
+    """The op family of a runtime-specific op name ('aten::conv2d', 'CONV_2D', 'Conv' → 'conv')."""
+    key = op.lower().split("::")[-1].strip()
+    return _OP_KIND.get(key, key)
+
+
+def _op_table(per_type: dict[str, list[float]], runs: int, source: str) -> dict[str, Any]:
+    """Normalised op table: per op type, node executions per run, ms per run, share of the total."""
+    total_us = sum(sum(v) for v in per_type.values())
+    rows = [{
+        "op": op,
+        "kind": normalize_op(op),
+        "count": len(v) / runs,
+        "ms_per_run": sum(v) / runs / 1000.0,
+        "percent": 100.0 * sum(v) / total_us if total_us else 0.0,
+    } for op, v in per_type.items()]
+    rows.sort(key=lambda r: -r["ms_per_run"])
+    return {"available": True, "source": source, "runs": runs, "table": rows}
+
+
+@register_runner
+class LiteRTRunner(Runner):
+    """LiteRT's Python interpreter (ai-edge-litert; tflite_runtime on boards that only have that)."""
+
+    name = "litert"
+    suffixes = (".tflite",)
+    extra = "tflite"
+    board_pip = "numpy ai-edge-litert   (older boards: pip install numpy tflite-runtime)"
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        super().__init__(artifact, threads)
+        try:
+            from ai_edge_litert import interpreter as tfl  # type: ignore[import-not-found]
+            self.package = "ai-edge-litert"
+        except ImportError:
+            try:
+                from tflite_runtime import interpreter as tfl  # type: ignore[import-not-found]
+                self.package = "tflite-runtime"
+            except ImportError:
+                _require("ai_edge_litert", type(self))
+                raise
+        self.module = tfl
+        self.interp = tfl.Interpreter(model_path=artifact, num_threads=threads)
+        self.interp.allocate_tensors()
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(d["name"], [int(x) for x in d["shape"]], np.dtype(d["dtype"]).name)
+                for d in self.interp.get_input_details()]
+
+    def resize(self, specs: list[TensorSpec]) -> None:
+        """Give dynamic inputs the manifest's concrete shapes."""
+        changed = False
+        for d, s in zip(self.interp.get_input_details(), specs):
+            if list(d["shape"]) != s.shape:
+                self.interp.resize_tensor_input(d["index"], s.shape)
+                changed = True
+        if changed:
+            self.interp.allocate_tensors()
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        it = self.interp
+        ins = [(d["index"], inputs[d["name"]]) for d in it.get_input_details()]
+        outs = [d["index"] for d in it.get_output_details()]
+        set_tensor, invoke, get_tensor = it.set_tensor, it.invoke, it.get_tensor
+
+        def call() -> list[np.ndarray]:
+            for idx, arr in ins:
+                set_tensor(idx, arr)
+            invoke()
+            return [get_tensor(o) for o in outs]
+
+        return call
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        version = _dist_version(self.package)
+        d.update(version=version, package=self.package)
+        counts = self.delegation()
+        if counts:
+            d.update(counts)
+            # The Python interpreter applies XNNPACK as its default delegate; it is the only one here.
+            d["delegate"] = "XNNPACK (default)" if counts["partitions"] else None
+        return d
+
+    def delegation(self) -> dict[str, int] | None:
+        """Delegated/total nodes and partitions, from the node list after delegation.
+
+        Every DELEGATE node is one partition; the original nodes it replaced are found by walking
+        back from its outputs to its inputs (partitions are closed under that walk).
+        """
+        try:
+            ops = self.interp._get_ops_details()  # private, but the only view of the execution plan
+        except Exception:
+            return None
+        delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
+        original = [o for o in ops if o["op_name"] != "DELEGATE"]
+        producer = {int(t): o["index"] for o in original for t in o["outputs"]}
+        by_index = {o["index"]: o for o in original}
+        delegated: set[int] = set()
+        for dlg in delegates:
+            stop = {int(t) for t in dlg["inputs"]}
+            todo = [int(t) for t in dlg["outputs"]]
+            seen: set[int] = set()
+            while todo:
+                t = todo.pop()
+                if t in seen or t in stop or t not in producer:
+                    continue
+                seen.add(t)
+                node = producer[t]
+                if node not in delegated:
+                    delegated.add(node)
+                    todo.extend(int(x) for x in by_index[node]["inputs"])
+        return {"delegated_nodes": len(delegated), "total_nodes": len(original), "partitions": len(delegates)}
+
+    def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
+        return {"available": False,
+                "reason": "LiteRT's Python interpreter exposes no op profiler; on a phone, "
+                          "--device adb://SERIAL --profile-ops uses benchmark_model's op profiling"}
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:
+        return None
+
+
+@register_runner
+class TorchRunner(Runner):
+    """PyTorch eager, the reference point: a `.pt2` ExportedProgram or a registered model name."""
+
+    name = "torch"
+    suffixes = (".pt2",)
+    extra = "all"
+    board_pip = "numpy torch"
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        super().__init__(artifact, threads)
+        self.torch = torch = _require("torch", type(self))
+        torch.set_num_threads(threads)
+        self._specs: list[TensorSpec]
+        if os.path.exists(artifact):
+            ep = torch.export.load(artifact)
+            self.module = ep.module()
+            user_inputs = set(ep.graph_signature.user_inputs)
+            self._specs = []
+            for node in ep.graph.nodes:
+                if node.op == "placeholder" and node.name in user_inputs:
+                    val = node.meta.get("val")
+                    self._specs.append(TensorSpec(node.name, _concrete(getattr(val, "shape", [1])),
+                                                  str(getattr(val, "dtype", "torch.float32")).replace("torch.", "")))
+        else:
+            from mobiledeploy.models import create_model, get_cfg
+
+            self.module = create_model(artifact).eval()
+            self._specs = [TensorSpec("input", [1, *get_cfg(artifact).input_size], "float32")]
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._specs)
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        torch = self.torch
+        tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self._specs]
+        module, mode = self.module, torch.inference_mode
+
+        def call() -> Any:
+            with mode():
+                return module(*tensors)
+
+        return call
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(version=self.torch.__version__, delegate="eager",
+                 threads=self.torch.get_num_threads())
+        return d
+
+    def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
+        from torch.profiler import ProfilerActivity, profile
+
+        call = self.prepare(inputs)
+        call()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                call()
+        per_type: dict[str, list[float]] = {}
+        for ev in prof.key_averages():
+            # Self time only, so nested aten calls are not counted twice.
+            if ev.self_cpu_time_total > 0 and ev.key.startswith("aten::"):
+                per_type[ev.key] = [ev.self_cpu_time_total / ev.count] * ev.count
+        return _op_table(per_type, runs, source="torch.profiler (self CPU time of aten ops)")
+
+
+@register_runner
+class CoreMLRunner(Runner):
+    """Core ML through coremltools; predictions need macOS."""
+
+    name = "coreml"
+    suffixes = (".mlpackage", ".mlmodel")
+    extra = "coreml"
+    board_pip = "numpy coremltools   (macOS only)"
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        super().__init__(artifact, threads)
+        if sys.platform != "darwin":
+            raise UserError(f"Core ML runs only on macOS; this is {sys.platform}",
+                            "bench the .mlpackage on a Mac, or bench the ONNX/TFLite artifact here")
+        ct = _require("coremltools", type(self))
+        self.ct = ct
+        self.model = ct.models.MLModel(artifact, compute_units=ct.ComputeUnit.CPU_ONLY)
+
+    def input_specs(self) -> list[TensorSpec]:
+        specs = []
+        for inp in self.model.get_spec().description.input:
+            arr = inp.type.multiArrayType
+            specs.append(TensorSpec(inp.name, [int(s) for s in arr.shape] or [1], "float32"))
+        return specs
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        predict, feeds = self.model.predict, dict(inputs)
+        return lambda: predict(feeds)
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(version=self.ct.__version__, delegate="CPU_ONLY", threads=None)
+        return d
+
+
+def runner_for(artifact: str, runtime: str = "auto") -> type[Runner]:
+    """Pick the runner for an artifact (by suffix for 'auto'); refuse a runtime that cannot run it."""
+    path = Path(artifact)
+    suffix = path.suffix.lower()
+    if not path.exists():
+        if runtime in ("auto", "torch") and _is_registered_model(artifact):
+            return get_runner("torch")
+        raise UserError(f"artifact not found: {artifact}",
+                        "check the path, or give a registered model name (see `mobiledeploy models`)")
+    if runtime == "auto":
+        for cls in _RUNNERS.values():
+            if suffix in cls.suffixes:
+                return cls
+        raise UserError(f"no runtime for '{suffix or path.name}' files: {artifact}",
+                        f"pass --runtime ({', '.join(_RUNNERS)}) or an artifact ending in "
+                        + ", ".join(s for c in _RUNNERS.values() for s in c.suffixes))
+    cls = get_runner(runtime)
+    if suffix not in cls.suffixes:
+        want = next((c.name for c in _RUNNERS.values() if suffix in c.suffixes), None)
+        raise UserError(f"runtime '{runtime}' cannot run '{path.name}' ({cls.name} runs "
+                        f"{', '.join(cls.suffixes)} files)",
+                        f"use --runtime {want}" if want else "use --runtime auto")
+    return cls
+
+
+def _is_registered_model(name: str) -> bool:
+    if os.sep in name or "." in name:
+        return False
+    try:
+        from mobiledeploy.models import list_models
+    except ImportError:  # a board with only the agent: no model registry there
+        return False
+    return name in list_models()

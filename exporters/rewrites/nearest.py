@@ -1,0 +1,116 @@
+"""Exact nearest upsampling: PyTorch's sampling rule built from ops every target computes identically.
+
+PyTorch's nearest resize takes source row floor(dst * in/out). Converters lower it to resize ops
+with other rules: litert-torch emits RESIZE_NEAREST_NEIGHBOR with half-pixel centers, so GhostNetV2's
+3→7 DFC gate reads rows [0,0,1,1,1,2,2] instead of [0,0,0,1,1,2,2], and Core ML gets a fractional
+scale whose rule its spec leaves open. Integer multiples agree everywhere, so we keep one resize by
+the largest integer factor (the runtimes' fast path) and fix the remainder with slices and a concat.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+from . import RewriteContext, register_rewrite
+from ._graph import call_nodes, finish, insert, val
+
+aten = torch.ops.aten
+_NEAREST = (
+    aten.upsample_nearest2d.vec,
+    aten.upsample_nearest2d.default,
+    aten._upsample_nearest_exact2d.vec,
+    aten._upsample_nearest_exact2d.default,
+)
+_EXACT = (aten._upsample_nearest_exact2d.vec, aten._upsample_nearest_exact2d.default)
+
+
+def index_maps(node: torch.fx.Node) -> tuple[list[int], list[int]]:
+    """The source row and column of every output row and column, computed by PyTorch's own kernel."""
+    x = val(node.args[0])
+    hi, wi = int(x.shape[-2]), int(x.shape[-1])
+    rows = torch.arange(hi, dtype=torch.float64).view(1, 1, hi, 1).expand(1, 1, hi, wi).contiguous()
+    cols = torch.arange(wi, dtype=torch.float64).view(1, 1, 1, wi).expand(1, 1, hi, wi).contiguous()
+    rest, kw = tuple(node.args[1:]), dict(node.kwargs)
+    r = node.target(rows, *rest, **kw)
+    c = node.target(cols, *rest, **kw)
+    return [int(v) for v in r[0, 0, :, 0].tolist()], [int(v) for v in c[0, 0, 0, :].tolist()]
+
+
+def integer_factor(idx: list[int], n_in: int) -> int | None:
+    """q when idx repeats every source index q times in order (an integer-multiple upsample), else None."""
+    if len(idx) % n_in:
+        return None
+    q = len(idx) // n_in
+    return q if idx == [i for i in range(n_in) for _ in range(q)] else None
+
+
+def positions(idx: list[int], q: int) -> list[int]:
+    """Rows of a q× upsampled map to take, in order, so that the result follows idx."""
+    counts, seen, out = Counter(idx), Counter(), []
+    for i in idx:
+        extra = max(0, counts[i] - q)  # copies beyond the q that the upsample provides come first
+        out.append(i * q + max(0, seen[i] - extra))
+        seen[i] += 1
+    return out
+
+
+def runs(pos: list[int]) -> list[tuple[int, int, int]]:
+    """Cover pos with few (start, end, step) slices: contiguous or evenly strided runs."""
+    out, p, n = [], 0, len(pos)
+    while p < n:
+        start, e = pos[p], p
+        if p + 1 < n and pos[p + 1] > start:
+            step = pos[p + 1] - start
+            e = p + 1
+            while e + 1 < n and pos[e + 1] - pos[e] == step:
+                e += 1
+        else:
+            step = 1
+        out.append((start, pos[e] + 1, step))
+        p = e + 1
+    return out
+
+
+def plan(idx: list[int], n_in: int) -> tuple[int, list[tuple[int, int, int]]]:
+    """(integer factor for the resize, slices of its output that make the exact result) for one axis."""
+    q = integer_factor(idx, n_in)
+    if q is not None:
+        return q, []
+    counts = Counter(idx)
+    q = max(1, min(counts.get(i, 0) for i in range(n_in)))
+    pieces = runs(positions(idx, q))
+    if pieces == [(0, q * n_in, 1)]:
+        pieces = []
+    return q, pieces
+
+
+@register_rewrite("exact_nearest")
+def exact_nearest(program: torch.export.ExportedProgram, ctx: RewriteContext) -> tuple[torch.export.ExportedProgram, int]:
+    """Nearest resizes follow PyTorch's floor rule on every target: integer resize + slices + concat."""
+    graph = program.graph_module.graph
+    n = 0
+    for node in call_nodes(program, _NEAREST):
+        x = node.args[0]
+        xv = val(x)
+        if xv is None or xv.dim() != 4 or not all(isinstance(d, int) for d in xv.shape):
+            continue  # symbolic shapes: static_shapes runs first in the pipeline
+        hi, wi = int(xv.shape[2]), int(xv.shape[3])
+        idx_h, idx_w = index_maps(node)
+        (qh, ph), (qw, pw) = plan(idx_h, hi), plan(idx_w, wi)
+        if not ph and not pw and node.target not in _EXACT and (qh, qw) != (1, 1):
+            continue  # already an integer multiple: exact on every runtime, and their fast path
+        y = x
+        if (qh, qw) != (1, 1):
+            y = insert(graph, node, aten.upsample_nearest2d.vec, (y, [qh * hi, qw * wi], None), node)
+        for dim, pieces in ((2, ph), (3, pw)):
+            if pieces:
+                parts = [insert(graph, node, aten.slice.Tensor, (y, dim, s, e, st), node) for s, e, st in pieces]
+                y = parts[0] if len(parts) == 1 else insert(graph, node, aten.cat.default, (parts, dim), node)
+        node.replace_all_uses_with(y)
+        graph.erase_node(node)
+        n += 1
+    if n:
+        finish(program)
+    return program, n

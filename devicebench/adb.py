@@ -14,6 +14,7 @@ import re
 import secrets
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -148,7 +149,7 @@ def parse_op_summary(text: str) -> list[dict[str, Any]] | None:
         if m:
             rows.append({"op": m.group(1).strip(), "kind": normalize_op(m.group(1).strip()),
                          "count": int(m.group(2)), "ms_per_run": float(m.group(3)),
-                         "percent": float(m.group(4)), "times_called": int(m.group(8))})
+                         "percent": float(m.group(4)), "times_called": int(m.group(7))})
     return rows
 
 
@@ -256,7 +257,8 @@ _SNAPSHOT = ('for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_governo
              'for z in /sys/class/thermal/thermal_zone*; do '
              '[ -r "$z/temp" ] && printf "temp\\t%s\\t%s\\n" "$(cat "$z/type" 2>/dev/null)" "$(cat "$z/temp")"; done; true')
 _RUN = ('d=$1; mask=$2; shift 2; cd "$d" || exit 97; chmod 755 ./benchmark_model || exit 96; '
-        'if [ -n "$mask" ] && command -v taskset >/dev/null 2>&1; then exec taskset "$mask" ./benchmark_model "$@"; '
+        # Probe the mask first: cores can be offline (hotplug), and then the run goes unpinned, on record.
+        'if [ -n "$mask" ] && taskset "$mask" true >/dev/null 2>&1; then exec taskset "$mask" ./benchmark_model "$@"; '
         'elif [ -n "$mask" ]; then echo "@@mobiledeploy-no-taskset"; fi; exec ./benchmark_model "$@"')
 
 
@@ -405,8 +407,6 @@ def bench_adb(url: str, artifacts: Sequence[str], proto: Protocol, benchmark_bin
             except UserError:
                 removed = False
         if not removed:
-            import sys
-
             print(f"warning: could not verify that {workdir} was removed on {serial}", file=sys.stderr)
     pinned_ok = pinned is not None and not any(r.get("taskset_missing") for rs in parsed for r in rs)
     device = {
@@ -425,7 +425,7 @@ def bench_adb(url: str, artifacts: Sequence[str], proto: Protocol, benchmark_bin
         "cores_used": pinned[1] if pinned_ok else None,
         "taskset_mask": pinned[0] if pinned_ok else None,
         "pinning": ("fastest cores by cpuinfo_max_freq" if not proto.cores else "--cores") if pinned_ok
-        else "not pinned (no cpufreq data or no taskset on the phone)",
+        else "not pinned (no cpufreq data, no taskset, or the mask was rejected)",
         "governor": _one(before["governors"]),
         "governors": {"before": before["governors"], "after": after["governors"]},
         "temperatures_c": {"before": before["temperatures_c"], "after": after["temperatures_c"]},

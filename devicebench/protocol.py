@@ -248,27 +248,40 @@ def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Proto
     # Resolve every artifact before loading any, so a typo in the third fails before minutes of work.
     for a, r in zip(artifacts, runtimes):
         runner_for(a, r)
+    previous = sorted(os.sched_getaffinity(0)) if proto.cores and hasattr(os, "sched_getaffinity") else None
     pin(proto.cores)
-    facts = device.host_facts()
-    say = progress or (lambda _msg: None)
-    items = []
-    for i, (a, r) in enumerate(zip(artifacts, runtimes)):
-        say(f"loading {a}")
-        items.append(_load(a, r, proto, label=_label(a, i, artifacts)))
-    gc_was = gc.isenabled()
-    gc.collect()
-    # The collector's pauses belong to the harness, not to the model: keep them out of timed calls.
-    gc.disable()
     try:
-        say("warming up")
-        _rounds(items, proto.warmup, proto.warmup_seconds, proto.max_seconds, 0.0, record=False)
-        say("measuring")
-        _rounds(items, proto.runs, proto.min_seconds, proto.max_seconds, proto.cooldown, record=True)
+        facts = device.host_facts()
+        say = progress or (lambda _msg: None)
+        items = []
+        for i, (a, r) in enumerate(zip(artifacts, runtimes)):
+            say(f"loading {a}")
+            items.append(_load(a, r, proto, label=_label(a, i, artifacts)))
+        gc_was = gc.isenabled()
+        gc.collect()
+        # The collector's pauses belong to the harness, not to the model: keep them out of timed calls.
+        gc.disable()
+        try:
+            say("warming up")
+            _rounds(items, proto.warmup, proto.warmup_seconds, proto.max_seconds, 0.0, record=False)
+            say("measuring")
+            _rounds(items, proto.runs, proto.min_seconds, proto.max_seconds, proto.cooldown, record=True)
+        finally:
+            if gc_was:
+                gc.enable()
+        peak = peak_rss_mb()
+        facts["temperatures_c"]["after"] = device.temperatures()
+        results = _results(items, proto, facts, peak, say)
     finally:
-        if gc_was:
-            gc.enable()
-    peak = peak_rss_mb()
-    facts["temperatures_c"]["after"] = device.temperatures()
+        if previous is not None:
+            os.sched_setaffinity(0, previous)  # a library caller's process is not left pinned
+    return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "device": facts, "protocol": results[0]["protocol"], "results": results}
+
+
+def _results(items: list[Measured], proto: Protocol, facts: dict[str, Any], peak: float,
+             say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One schema-conforming result per artifact (op profiles are taken here, after the timed runs)."""
     protocol = proto.to_json()
     protocol["gc"] = "disabled during warm-up and counted runs"
     protocol["interleaved"] = len(items) > 1
@@ -303,8 +316,7 @@ def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Proto
             "ops": ops,
         })
     add_ratios(results)
-    return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "device": facts, "protocol": protocol, "results": results}
+    return results
 
 
 def add_ratios(results: list[dict[str, Any]]) -> None:

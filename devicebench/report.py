@@ -29,11 +29,11 @@ def table(run: dict[str, Any]):
              + (" interleaved" if proto.get("interleaved") else ""))
     t = Table(title=title)
     cols = [("artifact", "left"), ("runtime", "left"), ("init ms", "right"), ("first ms", "right"),
-            ("median ms", "right"), ("p90", "right"), ("p99", "right"), ("mean ± std", "right"),
+            ("median ms", "right"), ("p90", "right"), ("p99", "right"), ("mean", "right"), ("std", "right"),
             ("cv %", "right"), ("min", "right"), ("ratio", "right"), ("partitions", "right"),
             ("peak RSS MB", "right")]
     for name, just in cols:
-        t.add_column(name, justify=just)  # type: ignore[arg-type]
+        t.add_column(name, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in run.get("results", []):
         lat = r.get("latency_ms") or {}
         rt = r.get("runtime") or {}
@@ -49,7 +49,7 @@ def table(run: dict[str, Any]):
             f"{rt.get('name')} {rt.get('version') or ''}".strip(),
             _ms(lat.get("init")), _ms(lat.get("first")), _ms(lat.get("median")),
             _ms(lat.get("p90")), _ms(lat.get("p99")),
-            f"{_ms(lat.get('mean'))} ± {_ms(lat.get('std'))}",
+            _ms(lat.get("mean")), _ms(lat.get("std")),
             "—" if cv is None else f"{100 * cv:.1f}",
             _ms(lat.get("min")), ratio_s, "—" if parts is None else str(parts),
             _ms(mem.get("process_peak_rss") or mem.get("peak")),

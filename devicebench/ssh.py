@@ -10,11 +10,11 @@ by a shell trap when the agent ends and again from here in a `finally`, also on 
 from __future__ import annotations
 
 import io
-import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 from contextlib import contextmanager
@@ -313,8 +313,6 @@ def bench_ssh(url: str, artifacts: Sequence[str], runtime: str, proto: Protocol,
     finally:
         removed = remove_workdir(target, opts, workdir)
         if not removed:
-            import sys
-
             print(f"warning: could not verify that {workdir} was removed on {target.url()}", file=sys.stderr)
     dev = result.get("device") or {}
     dev.update(kind="ssh", target=target.url(), workdir=workdir, workdir_removed=removed,

@@ -1,11 +1,12 @@
-"""The app-facing input: channels-last RGB in [0, 1], with the model's normalisation inside the graph.
+"""The app-facing input: channels-last RGB pixels in [0, 255], with the model's normalisation inside the graph.
 
 Phones hand models interleaved RGB (Android `Bitmap`, MediaPipe `Image`, `CVPixelBuffer`), so
 the app-facing TFLite takes 1×H×W×3; a permute in front of the model makes the exported graph's
 input channels-last without touching the model. MediaPipe Tasks refuses per-channel
 normalisation ("Per-channel image normalization is not available"), so an ImageNet mean/std
-cannot live in its metadata: the wrapper applies it in the graph (exact, fp32) and the metadata
-then only says "pixel / 255", which every client supports.
+cannot live in its metadata: the wrapper applies (pixel / 255 - mean) / std in the graph (exact,
+fp32, the same arithmetic as the parity check's reference) and the metadata says "pixels as they
+are" (mean 0, std 1), which every client supports. Integer pixels also quantize exactly to int8.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class InputSpec:
     mean: tuple[float, ...]  # in units of the graph input's value range
     std: tuple[float, ...]
     value_range: tuple[float, float]  # of the values the app feeds
-    normalization_in_graph: bool  # True: the app feeds value_range and mean/std are (0, 1)-neutral
+    normalization_in_graph: bool  # True: the app feeds raw pixels (value_range) and mean/std are neutral
 
     @property
     def shape(self) -> list[int]:
@@ -44,7 +45,7 @@ class InputSpec:
 
 
 class AppInput(nn.Module):
-    """Wraps a model so its input is an app image: optional NHWC → NCHW, then (x - mean) / std."""
+    """Wraps a model so its input is an app image: optional NHWC → NCHW, then (x / 255 - mean) / std."""
 
     def __init__(self, model: nn.Module, layout: str = "nhwc", mean: tuple[float, ...] | None = None,
                  std: tuple[float, ...] | None = None) -> None:
@@ -54,7 +55,7 @@ class AppInput(nn.Module):
         self.layout = layout
         self.normalize = mean is not None
         if self.normalize:
-            # (x - m) / s, not x * (1/s) + b: the same float ops as a PyTorch preprocessing pipeline.
+            # (x / 255 - m) / s, not x * a + b: the same float ops as the PyTorch preprocessing.
             self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
             self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -62,7 +63,7 @@ class AppInput(nn.Module):
         if self.layout == "nhwc":
             x = x.permute(0, 3, 1, 2)
         if self.normalize:
-            x = (x - self.mean) / self.std
+            x = (x / 255.0 - self.mean) / self.std
         return self.model(x)
 
 
@@ -84,13 +85,8 @@ def wrap_for_app(model: nn.Module, height: int, width: int, layout: str = "nhwc"
     wrapped = AppInput(model, layout, mean if normalization_in_graph else None, std if normalization_in_graph else None)
     wrapped.eval()
     if normalization_in_graph:
-        spec = InputSpec(layout, height, width, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 1.0), True)
+        spec = InputSpec(layout, height, width, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 255.0), True)
     else:
         spec = InputSpec(layout, height, width, tuple(mean), tuple(std), (0.0, 1.0), False)
     shape = spec.shape
-    return wrapped, spec, torch.rand(*shape)
-
-
-def to_layout(x_nchw: torch.Tensor, layout: str) -> torch.Tensor:
-    """An NCHW batch in the given layout (contiguous)."""
-    return x_nchw.permute(0, 2, 3, 1).contiguous() if check_layout(layout) == "nhwc" else x_nchw
+    return wrapped, spec, torch.rand(*shape) * 255

@@ -78,4 +78,4 @@ def get_target(name: str) -> Target:
 
 
 # Modules under exporters/ that register a target of the same name.
-TARGET_NAMES = ("onnx", "tflite", "coreml")
+TARGET_NAMES = ("onnx", "tflite", "coreml", "ort")

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from mobiledeploy.errors import UserError, require
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -145,9 +147,7 @@ def embed_metadata(model_buf: bytes, meta: ImageClassifierMetadata) -> bytes:
     flat = _strip_zip(model_buf)
     model = schema.ModelT.InitFromPackedBuf(bytearray(flat), 0)
     _check_single_io(model)
-    if any(getattr(buf, "offset", 0) for buf in model.buffers or []):
-        raise UserError("this .tflite keeps tensor data outside the flatbuffer (a >2 GB model)",
-                        "metadata can only be added to models under 2 GB")
+    _inline_buffers(model, flat)
     buffer = schema.BufferT()
     buffer.data = bytearray(build_metadata(meta))
     model.buffers = model.buffers or []
@@ -211,6 +211,20 @@ def _strip_zip(buf: bytes) -> bytes:
     except zipfile.BadZipFile:
         return buf
     return buf[:min(i.header_offset for i in infos)] if infos else buf
+
+
+def _inline_buffers(model, buf: bytes) -> None:
+    """Move tensor data stored after the flatbuffer (offset/size buffers, as ai-edge-quantizer writes them)
+    into the flatbuffer, so repacking keeps it."""
+    for b in model.buffers or []:
+        off, size = int(getattr(b, "offset", 0) or 0), int(getattr(b, "size", 0) or 0)
+        if off > 1:  # 0 and 1 both mean "no external data" in the schema
+            if off + size > len(buf):
+                raise UserError("the .tflite is truncated: a tensor's data lies past the end of the file")
+            if len(buf) > 2**31 - 1:
+                raise UserError("metadata can only be added to .tflite models under 2 GB")
+            b.data = np.frombuffer(buf, dtype=np.uint8, count=size, offset=off).copy()
+            b.offset, b.size = 0, 0
 
 
 def _check_single_io(model) -> None:

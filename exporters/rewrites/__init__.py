@@ -42,7 +42,7 @@ _REWRITES: dict[str, Rewrite] = {}
 _MODULES = ("static_shapes", "alias", "nearest")
 
 # Run for every target, in this order; a target adds its own through Target.rewrites.
-GENERIC = ("static_shapes", "alias_cleanup", "exact_nearest")
+GENERIC = ("static_shapes", "alias_cleanup", "exact_nearest_upsample")
 
 
 def register_rewrite(name: str) -> Callable[[PassFn], PassFn]:

@@ -86,7 +86,7 @@ def plan(idx: list[int], n_in: int) -> tuple[int, list[tuple[int, int, int]]]:
     return q, pieces
 
 
-@register_rewrite("exact_nearest")
+@register_rewrite("exact_nearest_upsample")
 def exact_nearest(program: torch.export.ExportedProgram, ctx: RewriteContext) -> tuple[torch.export.ExportedProgram, int]:
     """Nearest resizes follow PyTorch's floor rule on every target: integer resize + slices + concat."""
     graph = program.graph_module.graph

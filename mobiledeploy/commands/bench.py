@@ -110,8 +110,8 @@ def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str |
         click.echo(json.dumps(run, indent=2))
         return
     out = Console()
-    if not out.is_terminal and out.width < 150:
-        out = Console(width=150)  # a pipe or a log file: do not squeeze the table into 80 columns
+    if not out.is_terminal and out.width < 180:
+        out = Console(width=180)  # a pipe or a log file: do not squeeze the table into 80 columns
     out.print(report.table(run))
     for path, what in ((json_path, "JSON"), (plot_path, "plot")):
         if path:

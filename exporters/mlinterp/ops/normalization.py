@@ -1,0 +1,63 @@
+"""layer_norm, batch_norm, instance_norm (iOS15 normalization.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import ProgramTypeError
+from ..registry import register_op
+from ._util import axis_of, back, floating, ints, same_type, scalar, tt
+
+
+@register_op()
+def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
+    """(x − mean) / sqrt(var + eps) · gamma + beta over `axes` (biased variance); gamma has x.shape[axes]."""
+    dt = same_type(x=x, gamma=gamma, beta=beta)
+    floating(x)
+    ax = tuple(range(np.ndim(x))) if axes is None else tuple(sorted(axis_of(a, np.ndim(x)) for a in ints(axes)))
+    t = tt(x)
+    mean = t.mean(ax, keepdim=True)
+    var = ((t - mean) ** 2).mean(ax, keepdim=True)
+    y = (t - mean) / torch.sqrt(var + float(scalar(epsilon)))
+    norm_shape = [np.shape(x)[a] for a in ax]
+    bshape = [np.shape(x)[i] if i in ax else 1 for i in range(np.ndim(x))]
+    for name, p in (("gamma", gamma), ("beta", beta)):
+        if p is not None and list(np.shape(p)) != norm_shape:
+            raise ProgramTypeError(f"layer_norm {name} of shape {np.shape(p)} for normalised shape {norm_shape}")
+    if gamma is not None:
+        y = y * tt(gamma).reshape(bshape)
+    if beta is not None:
+        y = y + tt(beta).reshape(bshape)
+    return back(y, dt)
+
+
+@register_op()
+def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
+    """Per channel (axis 1): (x − mean) / sqrt(variance + eps) · gamma + beta."""
+    dt = same_type(x=x, mean=mean, variance=variance, gamma=gamma, beta=beta)
+    shape = [1, -1] + [1] * (np.ndim(x) - 2)
+    t = (tt(x) - tt(mean).reshape(shape)) / torch.sqrt(tt(variance).reshape(shape) + float(scalar(epsilon)))
+    if gamma is not None:
+        t = t * tt(gamma).reshape(shape)
+    if beta is not None:
+        t = t + tt(beta).reshape(shape)
+    return back(t, dt)
+
+
+@register_op()
+def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
+    """Normalise each (n, c) over the spatial dims, then per-channel gamma/beta."""
+    dt = same_type(x=x, gamma=gamma, beta=beta)
+    t = tt(x)
+    ax = tuple(range(2, t.dim()))
+    mean = t.mean(ax, keepdim=True)
+    var = ((t - mean) ** 2).mean(ax, keepdim=True)
+    y = (t - mean) / torch.sqrt(var + float(scalar(epsilon)))
+    shape = [1, -1] + [1] * (t.dim() - 2)
+    if gamma is not None:
+        y = y * tt(gamma).reshape(shape)
+    if beta is not None:
+        y = y + tt(beta).reshape(shape)
+    return back(y, dt)
+

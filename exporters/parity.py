@@ -1,0 +1,195 @@
+"""Parity check: run an artifact on its runtime and compare it with the PyTorch fp32 model.
+
+Inputs are seeded random tensors and real photos (scikit-image's chelsea, astronaut and coffee,
+resized and center-cropped like timm's eval transform, normalised with the model's mean/std).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+PHOTOS = ("chelsea", "astronaut", "coffee")
+
+# The bars: fp32 must compute what PyTorch computes; fp16 is judged against a stated tolerance.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"rel_l2": 1e-5, "top1_agreement": 1.0},
+    "fp16": {"rel_l2": 2e-2, "top1_agreement": 0.85},
+}
+
+
+@dataclass
+class Sample:
+    """One parity input: where it came from, the model-space arrays for PyTorch and the artifact's feeds."""
+
+    name: str
+    arrays: tuple[np.ndarray, ...]  # what the PyTorch model takes (NCHW, normalised)
+    feeds: tuple[np.ndarray, ...] = ()  # what the artifact takes (pixels, NHWC, … as its inputs say)
+
+    def __post_init__(self) -> None:
+        if not self.feeds:
+            self.feeds = self.arrays
+
+
+@dataclass
+class ParityReport:
+    """Worst-case agreement over all samples (rel_l2 and max_abs: max; cosine: min; top-1: mean)."""
+
+    reference: str
+    max_abs: float
+    rel_l2: float
+    cosine: float
+    top1_agreement: float | None
+    n_samples: int
+    inputs: list[str]
+    tolerance: dict[str, float]
+    passed: bool
+    per_sample: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-JSON form for the manifest."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line with the numbers and the bar."""
+        t1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.3f}"
+        tol = self.tolerance
+        return (f"rel_l2 {self.rel_l2:.2e} (bar {tol['rel_l2']:.0e}), max_abs {self.max_abs:.2e}, "
+                f"cosine {self.cosine:.7f}, top-1 agreement {t1} (bar {tol['top1_agreement']:.2f}) "
+                f"over {self.n_samples} samples")
+
+
+def photo_pixels(name: str, size: tuple[int, int], crop_pct: float = 0.875) -> np.ndarray:
+    """A scikit-image photo as (3, H, W) float32 pixels in [0, 255], resized and center-cropped like timm eval."""
+    from mobiledeploy.errors import require
+
+    data = require("skimage.data", "photos")
+    img = torch.from_numpy(np.ascontiguousarray(getattr(data, name)())).permute(2, 0, 1)[None].float()
+    h, w = size
+    scale = max(h / crop_pct / img.shape[2], w / crop_pct / img.shape[3])
+    rh, rw = max(h, round(img.shape[2] * scale)), max(w, round(img.shape[3] * scale))
+    img = torch.nn.functional.interpolate(img, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (rh - h) // 2, (rw - w) // 2
+    # Whole pixel values: what a camera frame or a decoded JPEG hands an app.
+    return img[0, :, top:top + h, left:left + w].round().clamp(0, 255).numpy().astype(np.float32)
+
+
+def normalise(pixels: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """(pixels/255 - mean) / std over the channel axis 1 of an NCHW batch, in float32."""
+    m = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    s = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return ((pixels.astype(np.float32) / np.float32(255.0) - m) / s).astype(np.float32)
+
+
+def takes_pixels(spec: Mapping[str, Any]) -> bool:
+    """True when an artifact input wants raw pixels in [0, 255] (normalisation folded into the artifact)."""
+    vr = spec.get("value_range")
+    return spec.get("kind") == "image" or (isinstance(vr, (list, tuple)) and list(vr) == [0, 255])
+
+
+def to_feed(arr_nchw: np.ndarray, pixels: np.ndarray | None, spec: Mapping[str, Any]) -> np.ndarray:
+    """The array an artifact input takes: pixels or the normalised tensor, in its layout and dtype."""
+    a = pixels if takes_pixels(spec) and pixels is not None else arr_nchw
+    if spec.get("layout") == "NHWC" and a.ndim == 4:
+        a = a.transpose(0, 2, 3, 1)
+    dt = spec.get("dtype")
+    if dt in ("float32", "float16", "uint8", "int8") and not takes_pixels(spec):
+        a = a.astype(dt)
+    return np.ascontiguousarray(a)
+
+
+def samples(input_shapes: Sequence[Sequence[int]], mean: Sequence[float], std: Sequence[float],
+            n_random: int = 3, photos: bool = True, seed: int = 0, crop_pct: float = 0.875,
+            specs: Sequence[Mapping[str, Any]] | None = None) -> list[Sample]:
+    """Seeded random inputs, plus the photos when the model takes one 3-channel image.
+
+    `input_shapes` are the PyTorch model's (NCHW); `specs` the artifact's inputs (name, layout,
+    kind/value_range), which decide whether it is fed normalised tensors or pixels.
+    """
+    specs = list(specs or [{} for _ in input_shapes])
+    gen = torch.Generator().manual_seed(seed)
+    image = len(input_shapes) == 1 and len(input_shapes[0]) == 4 and input_shapes[0][1] == len(mean)
+    out = []
+    for i in range(n_random):
+        if image and takes_pixels(specs[0]):
+            # The artifact takes pixels: random pixels, normalised exactly as the reference expects.
+            px = torch.randint(0, 256, tuple(input_shapes[0]), generator=gen).numpy().astype(np.float32)
+            arrays, pixels = (normalise(px, mean, std),), (px,)
+        else:
+            arrays = tuple(torch.randn(tuple(s), generator=gen).numpy() for s in input_shapes)
+            pixels = (None,) * len(arrays)
+        feeds = tuple(to_feed(a, p, sp) for a, p, sp in zip(arrays, pixels, specs))
+        out.append(Sample(f"random:seed={seed}#{i}", arrays, feeds))
+    if photos and image:
+        shp = tuple(input_shapes[0])
+        pics = [photo_pixels(p, (shp[2], shp[3]), crop_pct) for p in PHOTOS]
+        for k, name in enumerate(PHOTOS):
+            px = np.stack([pics[(k + j) % len(pics)] for j in range(shp[0])])
+            arr = normalise(px, mean, std)
+            out.append(Sample(f"photo:{name}", (arr,), (to_feed(arr, px, specs[0]),)))
+    return out
+
+
+def compare(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Agreement of one sample's outputs: rel L2, max abs, cosine and top-1 (for 2-D logits)."""
+    r = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in ref])
+    g = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in got])
+    if r.shape != g.shape:
+        raise ValueError(f"output sizes differ: reference {r.size} values, artifact {g.size}")
+    diff = g - r
+    rn = np.linalg.norm(r)
+    rel = float(np.linalg.norm(diff) / rn) if rn > 0 else float(np.linalg.norm(diff))
+    den = np.linalg.norm(r) * np.linalg.norm(g)
+    cos = float(r @ g / den) if den > 0 else float(np.array_equal(r, g))
+    rows = [np.argmax(np.asarray(a), -1) == np.argmax(np.asarray(b), -1)
+            for a, b in zip(ref, got) if np.ndim(a) == 2 and np.shape(a)[-1] > 1]
+    top1 = float(np.mean(np.concatenate(rows))) if rows else None
+    return {"rel_l2": rel, "max_abs": float(np.abs(diff).max()) if diff.size else 0.0, "cosine": cos, "top1": top1}
+
+
+def reference_outputs(module: Callable, arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run the PyTorch model in fp32, no grad; outputs flattened to a list of arrays."""
+    with torch.no_grad():
+        out = module(*[torch.from_numpy(np.ascontiguousarray(a)) for a in arrays])
+    leaves = out if isinstance(out, (list, tuple)) else [out]
+    return [t.detach().float().numpy() for t in leaves]
+
+
+def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], Mapping[str, np.ndarray]],
+          artifact: Path, input_names: Sequence[str], output_names: Sequence[str], batch: Sequence[Sample],
+          precision: str = "fp32", reference_name: str = "PyTorch fp32") -> ParityReport:
+    """Run every sample through the artifact and the reference; judge the worst case against the bar.
+
+    `output_names` are the artifact outputs that correspond, in order, to the model's outputs.
+    """
+    per = []
+    for s in batch:
+        ref = reference_outputs(reference, s.arrays)
+        got = run(artifact, dict(zip(input_names, s.feeds)))
+        missing = [n for n in output_names if n not in got]
+        if missing:
+            raise ValueError(f"the runtime returned no output named {missing[0]!r} (it gave {sorted(got)})")
+        m = compare(ref, [np.asarray(got[n]) for n in output_names])
+        m["input"] = s.name
+        per.append(m)
+    tol = TOLERANCES.get(precision, TOLERANCES["fp16"])
+    tops = [m["top1"] for m in per if m["top1"] is not None]
+    top1 = float(np.mean(tops)) if tops else None
+    rel = max(m["rel_l2"] for m in per)
+    ok = bool(rel <= tol["rel_l2"] and (top1 is None or top1 >= tol["top1_agreement"]))
+    return ParityReport(
+        reference=reference_name,
+        max_abs=max(m["max_abs"] for m in per),
+        rel_l2=rel,
+        cosine=min(m["cosine"] for m in per),
+        top1_agreement=top1,
+        n_samples=len(per),
+        inputs=[s.name for s in batch],
+        tolerance=dict(tol),
+        passed=ok,
+        per_sample=per,
+    )

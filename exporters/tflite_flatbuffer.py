@@ -1,0 +1,234 @@
+"""Passes on a .tflite flatbuffer (object API of ai_edge_litert.schema_py_generated), registered by name.
+
+A pass is `fn(model: ModelT, options) -> int` (ops changed). They run after litert-torch, where
+the graph is already NHWC and we can choose ops that stay inside the XNNPACK delegate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+FbPass = Callable[[Any, dict], int]
+_PASSES: dict[str, tuple[FbPass, str]] = {}
+
+
+def register_fb_pass(name: str) -> Callable[[FbPass], FbPass]:
+    """Register a flatbuffer pass; its docstring's first line is what the manifest records."""
+
+    def deco(fn: FbPass) -> FbPass:
+        _PASSES[name] = (fn, (fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return deco
+
+
+def schema() -> Any:
+    """The generated TFLite schema module."""
+    from mobiledeploy.errors import require
+
+    return require("ai_edge_litert.schema_py_generated", "tflite")
+
+
+def load(data: bytes) -> Any:
+    """Unpack flatbuffer bytes into a mutable ModelT."""
+    s = schema()
+    return s.ModelT.InitFromObj(s.Model.GetRootAsModel(data, 0))
+
+
+def dump(model: Any) -> bytes:
+    """Pack a ModelT back into flatbuffer bytes."""
+    import flatbuffers
+
+    b = flatbuffers.Builder(1 << 20)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def run_fb_passes(data: bytes, names: list[str], options: dict | None = None) -> tuple[bytes, list[dict[str, Any]]]:
+    """Apply the named passes to a flatbuffer; returns the new bytes and a record per pass that changed it."""
+    model, applied = load(data), []
+    for name in names:
+        fn, doc = _PASSES[name]
+        n = fn(model, options or {})
+        if n:
+            applied.append({"name": name, "changed": n, "what": doc, "stage": "tflite flatbuffer"})
+    return (dump(model) if applied else data), applied
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def op_name(model: Any, op: Any) -> str:
+    """The builtin name of an operator (e.g. 'CONV_2D')."""
+    s = schema()
+    code = model.operatorCodes[op.opcodeIndex]
+    num = max(code.builtinCode, code.deprecatedBuiltinCode)
+    return _BUILTIN_NAMES().get(num, str(num))
+
+
+def _BUILTIN_NAMES() -> dict[int, str]:
+    s = schema()
+    return {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def opcode_index(model: Any, name: str) -> int:
+    """Index of a builtin op's OperatorCode, appended when the model has none yet."""
+    s = schema()
+    num = getattr(s.BuiltinOperator, name)
+    for i, c in enumerate(model.operatorCodes):
+        if max(c.builtinCode, c.deprecatedBuiltinCode) == num:
+            return i
+    code = s.OperatorCodeT()
+    code.builtinCode = num
+    code.deprecatedBuiltinCode = min(num, 127)  # the int8 field saturates at PLACEHOLDER_FOR_GREATER_OP_CODES
+    code.version = 1
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def add_tensor(model: Any, graph: Any, name: str, shape: list[int], ttype: int, data: bytes | None = None) -> int:
+    """Append a tensor (constant when data is given) and return its index."""
+    s = schema()
+    buf = s.BufferT()
+    if data is not None:
+        buf.data = np.frombuffer(data, dtype=np.uint8)
+    model.buffers.append(buf)
+    t = s.TensorT()
+    t.name = name.encode() if isinstance(name, str) else name
+    t.shape = np.array(shape, dtype=np.int32)
+    t.type = ttype
+    t.buffer = len(model.buffers) - 1
+    graph.tensors.append(t)
+    return len(graph.tensors) - 1
+
+
+def const_data(model: Any, tensor: Any) -> np.ndarray | None:
+    """A constant tensor's bytes, or None for activations (and for buffers stored outside the flatbuffer)."""
+    buf = model.buffers[tensor.buffer] if tensor.buffer < len(model.buffers) else None
+    if buf is None or buf.data is None or len(buf.data) == 0:
+        return None
+    return np.asarray(buf.data, dtype=np.uint8)
+
+
+# --- passes ----------------------------------------------------------------------------------
+
+
+@register_fb_pass("nearest_to_depth_to_space")
+def nearest_to_depth_to_space(model: Any, options: dict) -> int:
+    """Integer-factor RESIZE_NEAREST_NEIGHBOR → CONCATENATION + DEPTH_TO_SPACE, which XNNPACK runs (exact)."""
+    s = schema()
+    n = 0
+    for graph in model.subgraphs:
+        new_ops = []
+        for op in graph.operators:
+            q = _integer_nearest_factor(model, graph, op)
+            if q is None:
+                new_ops.append(op)
+                continue
+            x, y = int(op.inputs[0]), int(op.outputs[0])
+            xt = graph.tensors[x]
+            nb, h, w, c = (int(d) for d in xt.shape)
+            src, chans = x, c
+            # q*q copies along channels, at most 4 inputs per concat (XNNPACK's concatenate arity).
+            for level, k in enumerate(_concat_plan(q * q)):
+                t = add_tensor(model, graph, f"{_name(xt)}/nearest{q}x_copies{level}", [nb, h, w, chans * k], xt.type)
+                cat = s.OperatorT()
+                cat.opcodeIndex = opcode_index(model, "CONCATENATION")
+                cat.inputs = np.array([src] * k, dtype=np.int32)
+                cat.outputs = np.array([t], dtype=np.int32)
+                cat.builtinOptionsType = s.BuiltinOptions.ConcatenationOptions
+                cat.builtinOptions = s.ConcatenationOptionsT()
+                cat.builtinOptions.axis = 3
+                new_ops.append(cat)
+                src, chans = t, chans * k
+            d2s = s.OperatorT()
+            d2s.opcodeIndex = opcode_index(model, "DEPTH_TO_SPACE")
+            d2s.inputs = np.array([src], dtype=np.int32)
+            d2s.outputs = np.array([y], dtype=np.int32)
+            d2s.builtinOptionsType = s.BuiltinOptions.DepthToSpaceOptions
+            d2s.builtinOptions = s.DepthToSpaceOptionsT()
+            d2s.builtinOptions.blockSize = q
+            new_ops.append(d2s)
+            n += 1
+        graph.operators = new_ops
+    return n
+
+
+def _concat_plan(copies: int) -> list[int]:
+    """Fan-ins whose product is `copies`, each ≤ 4 where possible (4 → [4], 9 → [3, 3], 16 → [4, 4])."""
+    plan, left = [], copies
+    while left > 1:
+        k = next((f for f in (4, 3, 2) if left % f == 0), left)
+        plan.append(k)
+        left //= k
+    return plan
+
+
+def _integer_nearest_factor(model: Any, graph: Any, op: Any) -> int | None:
+    """q when op is an NHWC nearest resize by the same integer q on both axes whose sampling is floor-exact."""
+    if op_name(model, op) != "RESIZE_NEAREST_NEIGHBOR":
+        return None
+    opts = op.builtinOptions
+    if opts is not None and getattr(opts, "alignCorners", False):
+        return None  # align_corners samples round((in-1)/(out-1)·dst): not a plain repeat
+    xs, ys = graph.tensors[op.inputs[0]].shape, graph.tensors[op.outputs[0]].shape
+    if xs is None or ys is None or len(xs) != 4 or len(ys) != 4 or min(xs) <= 0:
+        return None
+    if ys[1] % xs[1] or ys[2] % xs[2] or xs[3] != ys[3] or xs[0] != ys[0]:
+        return None
+    q = int(ys[1] // xs[1])
+    # With an integer factor, floor((dst + 0.5)/q) == floor(dst/q): half-pixel centers agree too.
+    return q if q > 1 and ys[2] // xs[2] == q else None
+
+
+def _name(t: Any) -> str:
+    n = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+    return n.split(";")[0][-60:]
+
+
+_WEIGHT_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2), "FULLY_CONNECTED": (1, 2), "TRANSPOSE_CONV": (1, 3)}
+
+
+@register_fb_pass("fp16_weights")
+def fp16_weights(model: Any, options: dict) -> int:
+    """Conv/FC weights and biases stored as fp16 with a DEQUANTIZE to fp32 (TFLite's float16 scheme)."""
+    s = schema()
+    n = 0
+    for graph in model.subgraphs:
+        done: dict[int, None] = {}
+        deq_ops = []
+        for op in graph.operators:
+            for pos in _WEIGHT_OPS.get(op_name(model, op), ()):
+                if pos >= len(op.inputs) or op.inputs[pos] < 0 or int(op.inputs[pos]) in done:
+                    continue
+                ti = int(op.inputs[pos])
+                t = graph.tensors[ti]
+                data = const_data(model, t)
+                if t.type != s.TensorType.FLOAT32 or data is None:
+                    continue
+                w16 = np.frombuffer(data.tobytes(), dtype=np.float32).astype(np.float16)
+                half = add_tensor(model, graph, _name(t) + "/fp16", list(t.shape), s.TensorType.FLOAT16, w16.tobytes())
+                # The fp32 tensor becomes the DEQUANTIZE's output; XNNPACK folds it into the packed weights.
+                model.buffers.append(s.BufferT())
+                t.buffer = len(model.buffers) - 1
+                deq = s.OperatorT()
+                deq.opcodeIndex = opcode_index(model, "DEQUANTIZE")
+                deq.inputs = np.array([half], dtype=np.int32)
+                deq.outputs = np.array([ti], dtype=np.int32)
+                deq_ops.append(deq)
+                done[ti] = None
+                n += 1
+        graph.operators = deq_ops + list(graph.operators)
+    if n:
+        _drop_unreferenced_buffers(model)
+    return n
+
+
+def _drop_unreferenced_buffers(model: Any) -> None:
+    used = {int(t.buffer) for g in model.subgraphs for t in g.tensors}
+    used |= {int(m.buffer) for m in (model.metadata or [])}
+    for i, buf in enumerate(model.buffers):
+        if i and i not in used and buf.data is not None:
+            buf.data = None  # left in place: buffer indices are referenced by position

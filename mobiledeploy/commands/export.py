@@ -1,0 +1,133 @@
+"""`mobiledeploy export`: one model to one target, rewritten, converted, checked against PyTorch."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from mobiledeploy.errors import UserError
+
+
+def parse_size(value: str | None) -> tuple[int, int] | None:
+    """'224' → (224, 224); '256x192' → (256, 192) as height × width."""
+    if value is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*", value)
+    if not m:
+        raise UserError(f"bad --input-size {value!r}", "use N or HxW, e.g. 224 or 256x192")
+    h = int(m.group(1))
+    w = int(m.group(2)) if m.group(2) else h
+    if h <= 0 or w <= 0:
+        raise UserError(f"bad --input-size {value!r}", "sizes must be positive")
+    return h, w
+
+
+@click.command("export")
+@click.argument("model")
+@click.option("--target", "-t", required=True, help="onnx, ort, tflite or coreml.")
+@click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (any supported layout).")
+@click.option("--input-size", default=None, help="N or HxW (default: the model's).")
+@click.option("--batch", default=1, show_default=True, type=int, help="Static batch size.")
+@click.option("--precision", default="fp32", show_default=True, help="fp32, fp16 or int8 (quantized after an fp32 export).")
+@click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
+              help="App-facing input: RGB pixels 0-255 in this layout, normalisation inside (nhwc with --bundle).")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Folder of images for int8 calibration (default: scikit-image photos + augmentations).")
+@click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Class names, one per line, for metadata, manifest and bundle.")
+@click.option("--bundle", is_flag=True, help="Also write <name>_bundle/: artifact, labels.txt, manifest, README with snippets.")
+@click.option("--out", "out_dir", default="out", show_default=True, help="Output folder.")
+@click.option("--name", default=None, help="Artifact file name without suffix.")
+@click.option("--force", is_flag=True, help="Overwrite an existing artifact and manifest.")
+@click.option("--no-verify", is_flag=True, help="Skip the parity check (the manifest says verified: false).")
+@click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+def command(model: str, target: str, weights: str | None, input_size: str | None, batch: int, precision: str,
+            out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool, as_json: bool,
+            layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
+            bundle: bool = False) -> None:
+    """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
+    from mobiledeploy.exporters.targets import TARGET_NAMES, get_target
+    from mobiledeploy.pipeline import ExportOptions, export
+
+    if target not in TARGET_NAMES:
+        get_target(target)  # raises the error listing the targets
+    opts = ExportOptions(model=model, target=target, weights=weights, input_size=parse_size(input_size),
+                         batch=batch, precision=precision, out_dir=Path(out_dir), force=force,
+                         verify=not no_verify, strict=strict, name=name,
+                         options=_app_options(layout, calibration, labels_file, bundle))
+    if as_json:
+        outcome = export(opts)
+        bundle_dir = getattr(outcome, "bundle", None)
+        click.echo(json.dumps(_brief(outcome.manifest, outcome.artifact)
+                              | ({"bundle_path": str(bundle_dir)} if bundle_dir else {}), indent=2))
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status(f"exporting {model} to {target}") as status:
+        outcome = export(opts, progress=lambda msg: status.update(msg))
+    print_result(Console(width=None if Console().is_terminal else 132), [outcome.manifest], [outcome.artifact])
+    if getattr(outcome, "bundle", None):
+        Console().print(f"bundle: {outcome.bundle}", highlight=False)
+
+
+def _app_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool) -> dict:
+    """Options for the app-facing hooks in mobiledeploy.exporters.app."""
+    from mobiledeploy.exporters.app import read_labels
+
+    opts: dict = {}
+    if layout:
+        opts["layout"] = layout
+    if calibration:
+        opts["calibration"] = calibration
+    if labels_file:
+        opts["labels_list"] = read_labels(labels_file)
+    if bundle:
+        opts["bundle"] = True
+    return opts
+
+
+def _brief(m: dict, artifact: Path) -> dict:
+    """The manifest with the label list shortened, plus where the files are."""
+    out = dict(m)
+    if isinstance(out.get("labels"), list):
+        out["labels"] = f"{len(out['labels'])} labels (see the manifest)"
+    out["artifact_path"] = str(artifact)
+    return out
+
+
+def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
+    """A short table (artifact, size, parity figures, verdict), then the rewrites applied to each."""
+    from rich.table import Table
+
+    t = Table(title="mobiledeploy export")
+    for col in ("artifact", "target", "prec.", "size", "rel L2", "max abs", "cosine", "top-1", "verdict"):
+        t.add_column(col, justify="left" if col in ("artifact", "target", "prec.", "verdict") else "right",
+                     no_wrap=col != "verdict")
+    notes = []
+    for m, a in zip(manifests, artifacts):
+        p = m.get("parity")
+        if p:
+            verdict = "[green]verified[/]" if m["verified"] else "[red]FAILED[/]"
+            nums = (f"{p['rel_l2']:.1e}", f"{p['max_abs']:.1e}", f"{p['cosine']:.7f}",
+                    "n/a" if p["top1_agreement"] is None else f"{p['top1_agreement']:.2f}")
+        else:
+            verdict = f"[yellow]not verified[/] ({m.get('not_verified_reason')})"
+            nums = ("-",) * 4
+        t.add_row(Path(a).name, m["target"], m["precision"], f"{m.get('size_bytes', 0) / 1e6:.1f} MB", *nums, verdict)
+        rewrites = ", ".join(f"{r['name']}×{r['changed']}" for r in m.get("rewrites", [])) or "none"
+        line = f"{Path(a).name}: rewrites {rewrites}"
+        info = m.get("target_info") or {}
+        if "partitions" in info:
+            line += (f"; XNNPACK runs {info['delegated_nodes']}/{info['total_nodes']} nodes in "
+                     f"{info['partitions']} partition(s)")
+        if "opset" in info:
+            line += f"; opset {info['opset']}"
+        notes.append(line)
+    console.print(t)
+    for line in notes:
+        console.print(line, highlight=False)

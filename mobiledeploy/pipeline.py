@@ -1,0 +1,564 @@
+"""The export pipeline: a request in, an artifact + manifest out; each stage a plain function.
+
+    load_source → example_inputs → capture (torch.export) → rewrite → convert (target)
+        → after_convert hooks → parity check on the target's runtime → finalize (manifest, rename)
+        → after_export hooks
+
+Nothing that looks complete appears until the end: the artifact is written under a temporary
+name, checked, and only then renamed beside its manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import difflib
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import MissingExtraError, UserError, VerificationError, require
+
+Progress = Callable[[str], None]
+
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: converted at fp32, then quantized by exporters.app
+INIT_SEED = 0  # models without --weights are built after torch.manual_seed(INIT_SEED), so verify can rebuild them
+
+
+@dataclass
+class ExportOptions:
+    """What the user asked for (the CLI's flags); `options` carries target- and hook-specific extras."""
+
+    model: str
+    target: str
+    weights: str | None = None
+    input_size: tuple[int, int] | None = None
+    batch: int = 1
+    precision: str = "fp32"
+    out_dir: Path = Path("out")
+    force: bool = False
+    verify: bool = True
+    strict: bool = False  # fail when the artifact cannot be verified on this host
+    name: str | None = None  # artifact stem; default derived from model, size, batch, precision
+    rewrites: tuple[str, ...] = ()  # extra passes after the generic and target ones
+    skip_rewrites: tuple[str, ...] = ()  # e.g. all of them for a naive baseline
+    n_random: int = 3
+    photos: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Source:
+    """A loaded model: the eval-mode module (the parity reference) and everything the manifest says about it."""
+
+    spec: str
+    kind: str  # registry | timm | pt2
+    name: str
+    module: torch.nn.Module
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_pct: float = 0.875
+    num_classes: int | None = None
+    family: str | None = None
+    weights: dict[str, Any] | None = None
+    program: torch.export.ExportedProgram | None = None  # the user's .pt2 as loaded
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportOutcome:
+    """What an export produced: the final paths, the manifest and the parity report."""
+
+    artifact: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    parity: Any | None  # exporters.parity.ParityReport
+
+
+# Hooks for later features (metadata, bundles): fn(request, result) -> result, and fn(outcome, options).
+AFTER_CONVERT: list[Callable[[Any, Any], Any]] = []
+AFTER_EXPORT: list[Callable[[ExportOutcome, ExportOptions], None]] = []
+# fn(target_name, request) -> request, before the converter runs (app-facing layout, int8 as fp32 + quantize).
+BEFORE_CONVERT: list[Callable[[str, Any], Any]] = []
+
+
+def after_convert(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Register a hook that post-processes a converted artifact (still under its temporary name)."""
+    AFTER_CONVERT.append(fn)
+    return fn
+
+
+def after_export(fn: Callable[[ExportOutcome, ExportOptions], None]) -> Callable[[ExportOutcome, ExportOptions], None]:
+    """Register a hook that runs once the artifact and manifest are in place."""
+    AFTER_EXPORT.append(fn)
+    return fn
+
+
+# --- stage 1: the model -----------------------------------------------------------------------
+
+
+def load_source(spec: str, weights: str | None = None, seed: int = INIT_SEED) -> Source:
+    """Build the model named by a registry name, `timm:<name>` or a `.pt2` path, in eval mode."""
+    if spec.endswith(".pt2") or (os.sep in spec and Path(spec).suffix):
+        return _load_pt2(spec, weights)
+    if spec.startswith("timm:"):
+        return _load_timm(spec, weights, seed)
+    return _load_registry(spec, weights, seed)
+
+
+def _weights_info(weights: str | None) -> dict[str, Any] | None:
+    if weights is None:
+        return None
+    from .manifest import sha256
+
+    p = Path(weights)
+    if not p.is_file():
+        raise UserError(f"weights file not found: {weights}", "check the path")
+    return {"path": str(p.resolve()), "sha256": sha256(p)}
+
+
+def _load_registry(name: str, weights: str | None, seed: int) -> Source:
+    from mobiledeploy.models import create_model, get_cfg
+
+    cfg = get_cfg(name)  # unknown names raise with the closest registered ones
+    info = _weights_info(weights)
+    torch.manual_seed(seed)
+    model = create_model(name, weights=weights, num_classes=_checkpoint_classes(weights, cfg.num_classes)).eval()
+    return Source(spec=name, kind="registry", name=name, module=model, input_size=tuple(cfg.input_size),
+                  mean=tuple(cfg.mean), std=tuple(cfg.std), crop_pct=cfg.crop_pct,
+                  num_classes=getattr(model, "num_classes", cfg.num_classes), family=cfg.family, weights=info)
+
+
+def _checkpoint_classes(weights: str | None, default: int) -> int:
+    """The class count of a checkpoint's classifier (a model trained on 10 digits stays a 10-class model)."""
+    if weights is None:
+        return default
+    from mobiledeploy.models.checkpoint import read_state_dict
+
+    sd = read_state_dict(weights)
+    w = sd.get("classifier.weight", sd.get("head.weight", sd.get("fc.weight")))
+    return int(w.shape[0]) if w is not None and w.dim() == 2 else default
+
+
+def _load_timm(spec: str, weights: str | None, seed: int) -> Source:
+    timm = require("timm", "timm")
+    name = spec.split(":", 1)[1]
+    known = timm.list_models()
+    if name not in known:
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        raise UserError(f"unknown timm model {name!r}",
+                        f"did you mean {', '.join('timm:' + c for c in close)}?" if close else "see timm.list_models()")
+    info = _weights_info(weights)
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False)
+    if weights is not None:
+        from mobiledeploy.models.checkpoint import apply_state_dict, read_state_dict
+
+        model.model_name = name
+        apply_state_dict(model, read_state_dict(weights), Path(weights).name)
+    model.eval()
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    size = tuple(cfg.get("input_size", (3, 224, 224)))
+    return Source(spec=spec, kind="timm", name=name, module=model, input_size=size,
+                  mean=tuple(cfg.get("mean", (0.485, 0.456, 0.406))), std=tuple(cfg.get("std", (0.229, 0.224, 0.225))),
+                  crop_pct=float(cfg.get("crop_pct", 0.875)), num_classes=getattr(model, "num_classes", None),
+                  family="timm", weights=info)
+
+
+def _load_pt2(spec: str, weights: str | None) -> Source:
+    p = Path(spec)
+    if not p.is_file():
+        raise UserError(f"no such .pt2 file: {spec}", "save one with torch.export.save(program, 'model.pt2')")
+    if weights is not None:
+        raise UserError("--weights does not apply to a .pt2 file", "its weights are inside the program")
+    try:
+        prog = torch.export.load(str(p))
+    except Exception as e:  # a foreign or corrupt archive
+        raise UserError(f"cannot load {p.name} as a torch.export program: {str(e).splitlines()[0][:200]}") from None
+    shapes = [n.meta["val"].shape for n in prog.graph.nodes
+              if n.op == "placeholder" and n.name in prog.graph_signature.user_inputs]
+    shape = tuple(int(d) if isinstance(d, int) else -1 for d in shapes[0]) if shapes else (3, 224, 224)
+    size = shape[1:] if len(shape) == 4 else shape
+    return Source(spec=str(p.resolve()), kind="pt2", name=p.stem, module=prog.module(), input_size=tuple(size),
+                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), program=prog,
+                  weights={"path": str(p.resolve()), "sha256": _weights_info(str(p))["sha256"]},
+                  notes=["normalisation not recorded in the .pt2; ImageNet mean/std assumed"])
+
+
+# --- stage 2: inputs and capture --------------------------------------------------------------
+
+
+def example_inputs(source: Source, input_size: tuple[int, int] | None, batch: int = 1) -> tuple[torch.Tensor, ...]:
+    """The static example input: batch × channels × H × W (the model's default size unless given)."""
+    if batch < 1:
+        raise UserError(f"--batch must be ≥ 1, got {batch}")
+    if source.program is not None:
+        return _pt2_inputs(source, input_size, batch)
+    c, h, w = source.input_size
+    if input_size is not None:
+        h, w = input_size
+    if h < 8 or w < 8:
+        raise UserError(f"input size {h}x{w} is too small", "use at least 32x32")
+    gen = torch.Generator().manual_seed(0)
+    return (torch.randn(batch, c, h, w, generator=gen),)
+
+
+def _pt2_inputs(source: Source, input_size: tuple[int, int] | None, batch: int) -> tuple[torch.Tensor, ...]:
+    prog, name = source.program, Path(source.spec).name
+    vals = [n.meta["val"] for n in prog.graph.nodes if n.op == "placeholder" and n.name in prog.graph_signature.user_inputs]
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for k, v in enumerate(vals):
+        shape = list(v.shape)
+        if k == 0 and len(shape) == 4:
+            want = [batch, shape[1], *(input_size or shape[2:])]
+            for i, (have, w) in enumerate(zip(shape, want)):
+                if isinstance(have, int) and int(w) != have:
+                    flag = "--batch" if i == 0 else "--input-size"
+                    raise UserError(f"{name} was exported with a static input of shape {list(map(str, shape))}, "
+                                    f"not {list(map(int, want))}",
+                                    f"export the .pt2 with dynamic_shapes, or change {flag}")
+                if not isinstance(w, int) and not isinstance(have, int):
+                    raise UserError(f"{name} has a dynamic image size", "pass --input-size")
+            shape = want
+        elif not all(isinstance(d, int) for d in shape):
+            raise UserError(f"input {k} of {name} has dynamic dimensions mobiledeploy cannot choose")
+        shape = [int(d) for d in shape]
+        out.append(torch.randn(shape, generator=gen, dtype=v.dtype) if v.dtype.is_floating_point
+                   else torch.zeros(shape, dtype=v.dtype))
+    return tuple(out)
+
+
+def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """torch.export the model at the static example inputs (a .pt2 is used as loaded)."""
+    if source.program is not None:
+        return source.program
+    try:
+        return torch.export.export(source.module, inputs, strict=False)
+    except Exception as e:  # tracing failures are about the model or the size the user chose
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        shape = "x".join(str(d) for d in inputs[0].shape)
+        raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
+                        "check --input-size (very small inputs break pooling); --debug shows the traceback") from e
+
+
+# --- stage 3: rewrites ------------------------------------------------------------------------
+
+
+def rewrite(program: torch.export.ExportedProgram, target: Any, opts: ExportOptions,
+            inputs: tuple[torch.Tensor, ...]) -> tuple[torch.export.ExportedProgram, list[dict[str, Any]]]:
+    """Run the generic passes, the target's and the user's extra ones on a copy of the program."""
+    from mobiledeploy.exporters.rewrites import GENERIC, RewriteContext, apply_rewrites, list_rewrites
+
+    names = [n for n in (*GENERIC, *target.rewrites, *opts.rewrites) if n not in opts.skip_rewrites]
+    unknown = [n for n in names if n not in list_rewrites()]
+    if unknown:
+        raise UserError(f"unknown rewrite(s): {', '.join(unknown)}", f"registered: {', '.join(list_rewrites())}")
+    ctx = RewriteContext(example_inputs=inputs, target=target.name, options=opts.options)
+    return apply_rewrites(copy.deepcopy(program), names, ctx)
+
+
+# --- stage 4: paths -------------------------------------------------------------------------
+
+
+def artifact_stem(source: Source, inputs: tuple[torch.Tensor, ...], opts: ExportOptions) -> str:
+    """Default artifact name: model, then size/batch/precision when they differ from the defaults."""
+    if opts.name:
+        return opts.name
+    stem = source.name.replace("/", "_")
+    x = inputs[0]
+    if x.dim() == 4 and tuple(x.shape[2:]) != tuple(source.input_size[1:]):
+        h, w = x.shape[2:]
+        stem += f"_{h}" if h == w else f"_{h}x{w}"
+    if x.shape[0] != 1:
+        stem += f"_b{x.shape[0]}"
+    if opts.precision != "fp32":
+        stem += f"_{opts.precision}"
+    return stem
+
+
+def prepare_out(out_dir: Path, final: Path, force: bool) -> None:
+    """Make the folder, refuse to overwrite without --force, and check that we can write there."""
+    from .manifest import manifest_path
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is not a folder", "choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create output folder {out_dir}: {e.strerror}", "choose another --out") from None
+    existing = [p for p in (final, manifest_path(final)) if p.exists()]
+    if existing and not force:
+        raise UserError(f"{existing[0]} already exists", "pass --force to overwrite it")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {out_dir} is not writable", "choose another --out")
+    probe = out_dir / f".mobiledeploy-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+    except OSError as e:
+        raise UserError(f"output folder {out_dir} is not writable: {e.strerror}", "choose another --out") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists() or p.is_symlink():
+        p.unlink(missing_ok=True)
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    if final.exists() and final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)  # os.replace cannot replace a non-empty folder (.mlpackage)
+    os.replace(tmp, final)
+
+
+# --- stage 5: parity --------------------------------------------------------------------------
+
+
+def compared_outputs(outputs: list[dict[str, Any]], target_info: dict[str, Any] | None) -> list[str]:
+    """Artifact outputs that mirror the PyTorch outputs: the one a target names, else every numeric one."""
+    named = (target_info or {}).get("reference_output")
+    if named:
+        return [named] if isinstance(named, str) else list(named)
+    return [o["name"] for o in outputs if o.get("kind") in (None, "tensor")
+            and str(o.get("dtype", "float32")).startswith(("float", "int", "uint"))]
+
+
+def parity_check(target_name: str, artifact: Path, reference: torch.nn.Module, result_inputs: list[dict],
+                 result_outputs: list[dict], input_shapes: list[list[int]], mean: tuple, std: tuple,
+                 precision: str, crop_pct: float = 0.875, n_random: int = 3, photos: bool = True,
+                 target_info: dict[str, Any] | None = None) -> tuple[Any | None, str | None]:
+    """(report, None) after running the artifact on its runtime, or (None, reason) when this host has none."""
+    from mobiledeploy.exporters import parity
+    from mobiledeploy.exporters.runtimes import get_runtime
+    from mobiledeploy.exporters.targets import get_target
+
+    get_target(target_name)  # importing the target module registers its runtime
+    run = get_runtime(target_name)
+    if run is None:
+        return None, f"no {target_name} runtime registered on this host"
+    batch = parity.samples(input_shapes, mean, std, n_random=n_random, photos=photos, crop_pct=crop_pct,
+                           specs=result_inputs)
+    report = parity.check(reference, run, artifact, [i["name"] for i in result_inputs],
+                          compared_outputs(result_outputs, target_info), batch, precision=precision,
+                          reference_name=f"PyTorch fp32 (torch {torch.__version__}), eval mode")
+    return report, None
+
+
+# --- the whole pipeline -----------------------------------------------------------------------
+
+
+def export(opts: ExportOptions, progress: Progress | None = None,
+           cache: dict[Any, Any] | None = None) -> ExportOutcome:
+    """Run every stage for one target; `cache` shares loaded models and captured programs between calls."""
+    from mobiledeploy.exporters.targets import ExportRequest, get_target
+
+    from . import manifest as mf
+
+    say = progress or (lambda msg: None)
+    target = get_target(opts.target)
+    check_extras(target)
+    if opts.precision not in PRECISIONS:
+        raise UserError(f"unknown precision {opts.precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
+    out_dir = Path(opts.out_dir)
+
+    key = (opts.model, opts.weights, opts.input_size, opts.batch)
+    if cache is not None and key in cache:
+        source, inputs, program = cache[key]
+    else:
+        say(f"loading {opts.model}")
+        source = load_source(opts.model, opts.weights)
+        inputs = example_inputs(source, opts.input_size, opts.batch)
+        program = None
+    stem = artifact_stem(source, inputs, opts)
+    final = out_dir / f"{stem}{target.suffix}"
+    prepare_out(out_dir, final, opts.force)
+    if program is None:
+        say(f"torch.export {source.name} at {'x'.join(map(str, inputs[0].shape))}")
+        program = capture(source, inputs)
+        if cache is not None:
+            cache[key] = (source, inputs, program)
+
+    say(f"rewriting for {target.name}")
+    program, applied = rewrite(program, target, opts, inputs)
+    tmp = out_dir / f".{stem}.partial-{os.getpid()}{target.suffix}"
+    manifest_final = mf.manifest_path(final)
+    try:
+        say(f"converting to {target.name} ({opts.precision})")
+        req = ExportRequest(model_name=source.name, program=program, module=source.module,
+                            example_inputs=inputs, out_path=tmp, precision=opts.precision, mean=source.mean,
+                            std=source.std, labels=opts.options.get("labels_list") or _labels(source),
+                            options=dict(opts.options))
+        for before in BEFORE_CONVERT:
+            req = before(target.name, req)
+        result = target.convert(req)
+        for hook in AFTER_CONVERT:
+            result = hook(req, result)
+        applied += list(result.extra.get("flatbuffer_passes", []))
+
+        parity_report, reason = None, "skipped (--no-verify)"
+        if opts.verify:
+            say(f"checking parity on the {target.name} runtime")
+            parity_report, reason = parity_check(
+                target.name, Path(result.artifact), source.module, result.inputs, result.outputs,
+                [list(t.shape) for t in inputs], source.mean, source.std, opts.precision, source.crop_pct,
+                opts.n_random, opts.photos, result.extra)
+            if parity_report is not None and not parity_report.passed:
+                raise VerificationError(f"{target.name} artifact of {source.name} fails the {opts.precision} parity "
+                                        f"check: {parity_report.summary()}",
+                                        "nothing was written; --debug shows the traceback")
+            if parity_report is None and opts.strict:
+                raise VerificationError(f"cannot verify the {target.name} artifact: {reason}",
+                                        "drop --strict to export it unverified")
+
+        manifest = _manifest(source, opts, target, result, inputs, applied, parity_report, reason, final)
+        _move_into_place(Path(result.artifact), final)
+        mf.write(manifest_final, manifest)
+    finally:
+        _remove(tmp)  # a failure or Ctrl-C at any stage leaves nothing that looks complete
+    outcome = ExportOutcome(final, manifest_final, manifest, parity_report)
+    for hook in AFTER_EXPORT:
+        hook(outcome, opts)
+    return outcome
+
+
+def check_extras(target: Any) -> None:
+    """Import what a target's module declares in REQUIRES, so a missing extra fails before any tracing."""
+    import importlib.util
+    import sys
+
+    mod = sys.modules.get(target.convert.__module__)
+    for name in getattr(mod, "REQUIRES", ()):
+        top = name.split(".")[0]
+        missing = sys.modules[top] is None if top in sys.modules else importlib.util.find_spec(top) is None
+        if missing:
+            raise MissingExtraError(name, target.extra)
+
+
+def _labels(source: Source) -> list[str] | None:
+    """ImageNet-1k class names (from timm's tables) for 1000-class models, else None."""
+    if source.num_classes != 1000:
+        return None
+    try:
+        from timm.data import ImageNetInfo
+    except ImportError:
+        return None
+    return list(ImageNetInfo().label_descriptions())
+
+
+def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inputs: tuple[torch.Tensor, ...],
+              applied: list[dict], report: Any, reason: str | None, final: Path) -> dict[str, Any]:
+    from mobiledeploy import __version__
+    from mobiledeploy.exporters.runtimes import runtime_info
+
+    from . import manifest as mf
+
+    ins = []
+    for i, spec in enumerate(result.inputs):
+        d = dict(spec)
+        d.setdefault("layout", "NCHW" if len(d.get("shape", [])) == 4 else None)
+        if i == 0 and len(inputs[0].shape) == 4 and inputs[0].shape[1] == len(source.mean):
+            d.setdefault("normalization", {"mean": list(source.mean), "std": list(source.std)})
+            # Pixels are scaled to [0, 1] before (x - mean) / std, as in timm and torchvision.
+            d.setdefault("value_range", [0.0, 1.0])
+        ins.append(d)
+    labels = opts.options.get("labels_list") or _labels(source)
+    model = {"name": source.name, "spec": source.spec, "source": source.kind, "family": source.family,
+             "num_classes": source.num_classes, "weights": source.weights,
+             "init": None if source.weights else f"random, torch.manual_seed({INIT_SEED})",
+             "input_size": list(inputs[0].shape[1:]), "batch": int(inputs[0].shape[0]),
+             "crop_pct": source.crop_pct}
+    if source.notes:
+        model["notes"] = source.notes
+    return mf.build(
+        model=model,
+        target=target.name,
+        artifact=final.name,
+        sha256=mf.sha256(Path(result.artifact)),
+        size_bytes=mf.size_bytes(Path(result.artifact)),
+        precision=opts.precision,
+        inputs=ins,
+        outputs=result.outputs,
+        labels=labels,
+        rewrites=[{**r, "stage": r.get("stage", "torch.export graph")} for r in applied],
+        parity=report.as_dict() if report is not None else None,
+        versions={"mobiledeploy": __version__, "torch": torch.__version__,
+                  "converter": {"name": result.converter, "version": result.converter_version},
+                  "runtime": runtime_info(target.name)},
+        verified=bool(report is not None and report.passed),
+        not_verified_reason=None if report is not None else reason,
+        target_info=result.extra,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+# --- verify an existing artifact --------------------------------------------------------------
+
+
+def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Progress | None = None
+           ) -> tuple[dict[str, Any], Any | None, str | None]:
+    """Re-run an artifact's parity check against the PyTorch model its manifest names.
+
+    Returns (manifest, report, reason); report is None with the reason when this host cannot run it.
+    """
+    from . import manifest as mf
+
+    say = progress or (lambda msg: None)
+    artifact = Path(artifact)
+    if artifact.name.endswith(".json"):  # the manifest was named instead of the artifact
+        man_path, artifact = artifact, artifact.with_name(artifact.name[: -len(".json")])
+    else:
+        man_path = mf.manifest_path(artifact)
+    if not artifact.exists():
+        raise UserError(f"no artifact at {artifact}", "check the path")
+    m = mf.read(man_path)
+    digest = mf.sha256(artifact)
+    if digest != m["sha256"]:
+        raise VerificationError(f"{artifact.name} changed since export (sha256 {digest[:12]}… vs manifest "
+                                f"{m['sha256'][:12]}…)", "re-export it")
+    model = m["model"]
+    weights = model.get("weights")
+    if weights and model["source"] != "pt2":
+        p = Path(weights["path"])
+        if not p.is_file():
+            raise UserError(f"the weights the artifact was exported from are gone: {p}",
+                            "restore the file or re-export")
+        if mf.sha256(p) != weights["sha256"]:
+            raise VerificationError(f"weights file {p.name} changed since export", "re-export the artifact")
+    say(f"loading the reference {model['spec']}")
+    source = load_source(model["spec"], weights["path"] if weights and model["source"] != "pt2" else None)
+    shapes = [list(t.shape) for t in example_inputs(source, tuple(model["input_size"][1:]), model["batch"])]
+    say(f"running the {m['target']} artifact")
+    report, reason = parity_check(m["target"], artifact, source.module, m["inputs"], m["outputs"], shapes,
+                                  tuple(model_mean(m)), tuple(model_std(m)), m["precision"],
+                                  model.get("crop_pct", 0.875), n_random, photos, m.get("target_info"))
+    return m, report, reason
+
+
+def model_mean(m: dict[str, Any]) -> list[float]:
+    """The input normalisation mean recorded in a manifest (ImageNet's when absent)."""
+    norm = (m["inputs"][0].get("normalization") or {}) if m["inputs"] else {}
+    return norm.get("mean", [0.485, 0.456, 0.406])
+
+
+def model_std(m: dict[str, Any]) -> list[float]:
+    """The input normalisation std recorded in a manifest (ImageNet's when absent)."""
+    norm = (m["inputs"][0].get("normalization") or {}) if m["inputs"] else {}
+    return norm.get("std", [0.229, 0.224, 0.225])
+
+
+def _register_app_hooks() -> None:
+    """Metadata, int8 and bundles (exporters.app) hook into every export."""
+    from mobiledeploy.exporters.app import register_hooks
+
+    register_hooks()
+
+
+_register_app_hooks()

@@ -1,0 +1,52 @@
+"""The GR-KAN rational in plain PyTorch: the CPU path, the autograd oracle, and what torch.export traces.
+
+y = P(x) / Q(x) with P = a0 + a1 x + … + a5 x⁵ (one numerator shared by all groups) and
+Q = 1 + |b0||x| + |b1||x|² + |b2||x|³ + |b3||x|⁴ (one row of b per contiguous channel group),
+the formula of KAT's and FlashKAT's kernels, with which the published checkpoints were trained.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mobiledeploy.errors import UserError
+
+
+def check_shapes(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> int:
+    """Validate the operands and return the number of groups."""
+    if numerator.numel() != 6:
+        raise UserError(f"GR-KAN numerator must hold 6 coefficients, got shape {tuple(numerator.shape)}")
+    if denominator.dim() != 2 or denominator.shape[1] != 4:
+        raise UserError(f"GR-KAN denominator must have shape (groups, 4), got {tuple(denominator.shape)}")
+    groups = denominator.shape[0]
+    if x.dim() == 0 or x.shape[-1] % groups != 0:
+        raise UserError(f"GR-KAN input has {x.shape[-1] if x.dim() else 0} channels (last dim), "
+                        f"not a multiple of its {groups} groups",
+                        "use a channel count divisible by the number of groups")
+    return groups
+
+
+def grkan_reference(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """y = P(x)/Q(x) over the last dim, computed in fp32 (fp64 for fp64 input), returned in x's dtype.
+
+    Only elementwise ops, one reshape and one division, so that exporters can lower it. Both
+    polynomials are in Horner form: no power of x is formed on its own, so intermediates stay
+    about as large as P and Q themselves (in fp16, P overflows only past |x| ≈ 60 at swish init).
+    """
+    groups = check_shapes(x, numerator, denominator)
+    dtype = x.dtype
+    cdt = torch.float64 if dtype == torch.float64 else torch.float32
+    xg = x.to(cdt).unflatten(-1, (groups, x.shape[-1] // groups))  # (..., G, C/G)
+    a = numerator.to(cdt).reshape(6)
+    b = denominator.to(cdt).abs().unsqueeze(-1)  # (G, 4, 1): broadcasts over the group's channels
+    p = a[5] * xg + a[4]
+    p = p * xg + a[3]
+    p = p * xg + a[2]
+    p = p * xg + a[1]
+    p = p * xg + a[0]
+    ax = xg.abs()
+    q = b[:, 3] * ax + b[:, 2]
+    q = q * ax + b[:, 1]
+    q = q * ax + b[:, 0]
+    q = q * ax + 1.0
+    return (p / q).flatten(-2).to(dtype)

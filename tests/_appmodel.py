@@ -1,0 +1,87 @@
+"""Shared, once-per-session builders for the bundle/metadata/quantization tests (issue 7).
+
+The trained digits model is cached on disk (pytest's cache dir, keyed by its training config), and
+its fp32 exports are built at most once per session however many test files ask for them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_module():
+    """benchmarks/train_small.py as a module (benchmarks/ is scripts, not a package)."""
+    name = "mobiledeploy_train_small"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "train_small.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def export(module: torch.nn.Module, example: torch.Tensor, target: str, out: Path, name: str = "model",
+           **options) -> Path:
+    """Export through the registered target's converter (the same code the CLI runs)."""
+    from mobiledeploy.exporters.targets import ExportRequest, get_target
+
+    module.eval()
+    program = torch.export.export(module, (example,))
+    req = ExportRequest(model_name=name, program=program, module=module, example_inputs=(example,),
+                        out_path=Path(out), options=dict(options))
+    return Path(get_target(target).convert(req).artifact)
+
+
+@dataclass
+class Digits:
+    """The trained digits classifier, its app-facing wrapper and fp32 exports."""
+
+    trained: object  # train_small.TrainedModel
+    wrapper: torch.nn.Module  # NHWC [0, 1] input, normalisation inside
+    x_train: np.ndarray  # (N, H, W, 3) pixels in [0, 255], what the app-facing graph takes
+    x_test: np.ndarray
+    y_test: np.ndarray
+    torch_test: np.ndarray  # PyTorch logits of x_test
+    tflite: Path
+    onnx: Path
+    workdir: Path
+
+
+_DIGITS: Digits | None = None
+
+
+def digits(cache_dir: Path, workdir: Path) -> Digits:
+    """Train (or load the cached) digits model and export its app-facing form to TFLite and ONNX once."""
+    global _DIGITS
+    if _DIGITS is not None:
+        return _DIGITS
+    from mobiledeploy.exporters.app_input import wrap_for_app
+
+    ts = train_module()
+    torch.set_num_threads(1)
+    tm = ts.load_or_train(Path(cache_dir), log=lambda *_: None)
+    model = tm.create()
+    x_tr, _, x_te, y_te = ts.digits_split(tm.size)
+    wrapper, spec, example = wrap_for_app(model, tm.size, tm.size, "nhwc", tm.mean, tm.std)
+    x_train = (x_tr.permute(0, 2, 3, 1) * 255).contiguous().numpy()
+    x_test = (x_te.permute(0, 2, 3, 1) * 255).contiguous().numpy()
+    with torch.no_grad():
+        ref = wrapper(torch.from_numpy(x_test)).numpy()
+    workdir.mkdir(parents=True, exist_ok=True)
+    tfl = export(wrapper, example, "tflite", workdir / "digits.tflite", "mobilenetv2_035")
+    onx = export(wrapper, example, "onnx", workdir / "digits.onnx", "mobilenetv2_035")
+    _DIGITS = Digits(tm, wrapper, x_train, x_test, y_te.numpy(), ref, tfl, onx, workdir)
+    return _DIGITS
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    """Relative L2 error of a against reference b."""
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))

@@ -1,0 +1,128 @@
+"""`mobiledeploy export … --bundle`: app-ready folders from the CLI, on the trained digits classifier."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import _appmodel
+from mobiledeploy.cli import main
+from mobiledeploy.exporters import quantize as Q
+
+pytestmark = pytest.mark.timeout(900)
+
+
+@pytest.fixture(scope="session")
+def digits(request, tmp_path_factory):
+    cache = request.config.cache.mkdir("mobiledeploy-digits") if request.config.cache else tmp_path_factory.mktemp("c")
+    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture(scope="session")
+def inputs(digits, tmp_path_factory):
+    """A labels file and a calibration folder of training digits (PNG), as a user would pass them."""
+    from skimage import io
+
+    d = tmp_path_factory.mktemp("cli-inputs")
+    (d / "labels.txt").write_text("\n".join(digits.trained.labels) + "\n")
+    (d / "calib").mkdir()
+    for i, img in enumerate(digits.x_train[:64]):
+        io.imsave(str(d / "calib" / f"{i:02d}.png"), img.round().astype(np.uint8), check_contrast=False)
+    return d
+
+
+def _export(digits, inputs, out: Path, *args: str) -> dict:
+    argv = ["export", "mobilenetv2_035", "--weights", str(digits.trained.checkpoint), "--input-size", "32",
+            "--labels", str(inputs / "labels.txt"), "--out", str(out), "--json", *args]
+    rc = main(argv)
+    assert rc == 0
+    return json.loads((out / next(p.name for p in out.iterdir() if p.name.endswith(".json"))).read_text())
+
+
+def _check_bundle(bundle: Path, artifact: str, manifest: dict, labels: list[str]) -> str:
+    files = sorted(p.name for p in bundle.iterdir())
+    assert artifact in files and "labels.txt" in files and "README.md" in files and f"{artifact}.json" in files
+    assert (bundle / "labels.txt").read_text().split("\n")[:-1] == labels
+    assert json.loads((bundle / f"{artifact}.json").read_text())["sha256"] == manifest["sha256"]
+    readme = (bundle / "README.md").read_text()
+    inp = manifest["inputs"][0]
+    assert f"`{inp['name']}`" in readme and str(inp["shape"]) in readme and "NHWC" in readme
+    assert not list(bundle.parent.glob(".*partial*"))
+    return readme
+
+
+def test_tflite_int8_bundle(digits, inputs, tmp_path):
+    """int8 TFLite through the CLI: verified, small, accurate on held-out digits, and MediaPipe runs it."""
+    out = tmp_path / "out"
+    m = _export(digits, inputs, out, "-t", "tflite", "--precision", "int8", "--calibration",
+                str(inputs / "calib"), "--bundle")
+    assert m["precision"] == "int8" and m["verified"] is True
+    assert m["inputs"][0]["layout"] == "NHWC" and m["inputs"][0]["shape"] == [1, 32, 32, 3]
+    q = m["target_info"]["quantization"]
+    assert q["size"]["reduction"] >= 2.0 and q["io_dtype"] == "float32"
+    art = out / m["artifact"]
+    r = Q.compare(Q.run_tflite(digits.tflite, digits.x_test), Q.run_tflite(art, digits.x_test), digits.y_test)
+    assert r["accuracy_drop_points"] <= 1.0 and r["top1_agreement"] >= 0.98, r
+
+    readme = _check_bundle(out / (m["artifact"].split(".")[0] + "_bundle"), m["artifact"], m, digits.trained.labels)
+    assert "ImageClassifier" in readme and "Interpreter(" in readme and f'"{m["artifact"]}"' in readme
+
+    mp = pytest.importorskip("mediapipe")
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    px = digits.x_test[:24].round().astype(np.uint8)
+    want = Q.run_tflite(art, px.astype(np.float32)).argmax(1)
+    opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(art)), max_results=1)
+    with vision.ImageClassifier.create_from_options(opts) as clf:
+        got = [clf.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(p)))
+               .classifications[0].categories[0] for p in px]
+    assert [c.index for c in got] == want.tolist()
+    assert [c.category_name for c in got] == [digits.trained.labels[i] for i in want]
+
+
+def test_ort_bundle(digits, inputs, tmp_path):
+    """ORT mobile format: verified against PyTorch, metadata visible to onnxruntime, operator config shipped."""
+    from mobiledeploy.exporters.onnx_metadata import read_onnx_metadata
+
+    out = tmp_path / "out"
+    m = _export(digits, inputs, out, "-t", "ort", "--bundle")
+    assert m["verified"] is True and m["parity"]["rel_l2"] <= 1e-5
+    art = out / m["artifact"]
+    assert art.suffix == ".ort"
+    meta = read_onnx_metadata(art)
+    assert meta["labels"].split("\n") == digits.trained.labels
+    assert meta["layout"] == "nhwc" and json.loads(meta["value_range"]) == [0.0, 255.0]
+    assert json.loads(meta["normalization_in_graph"]) is True and meta["source_model"] == "mobilenetv2_035"
+    cfg = out / (art.stem + ".required_operators.config")
+    assert "Conv" in cfg.read_text()
+    y = Q.run_onnx(art, digits.x_test[:64])
+    assert _appmodel.rel_l2(y, digits.torch_test[:64]) <= 1e-5
+    bundle = out / (m["artifact"].split(".")[0] + "_bundle")
+    readme = _check_bundle(bundle, m["artifact"], m, digits.trained.labels)
+    assert (bundle / cfg.name).exists()
+    assert "OrtEnvironment" in readme and "ORTSession" in readme and f'"{m["inputs"][0]["name"]}"' in readme
+
+
+def test_onnx_int8_via_cli(digits, inputs, tmp_path):
+    """Static QDQ through the CLI, default calibration (photos): verified by the int8 bar, QDQ in the graph."""
+    import onnx
+
+    out = tmp_path / "out"
+    m = _export(digits, inputs, out, "-t", "onnx", "--precision", "int8", "--layout", "nhwc")
+    assert m["verified"] is True and m["precision"] == "int8"
+    assert m["target_info"]["quantization"]["calibration"].startswith("scikit-image")
+    g = onnx.load(str(out / m["artifact"]))
+    assert "QuantizeLinear" in {n.op_type for n in g.graph.node}
+    assert {p.key: p.value for p in g.metadata_props}["precision"] == "int8"
+
+
+def test_layout_is_refused_for_coreml(digits, inputs, tmp_path, capsys):
+    rc = main(["export", "mobilenetv2_035", "-t", "coreml", "--layout", "nhwc", "--input-size", "32",
+               "--out", str(tmp_path), "--no-verify"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--layout" in err[0]
+    assert not any(tmp_path.iterdir())

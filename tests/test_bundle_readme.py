@@ -1,0 +1,53 @@
+"""Bundle README facts: the snippets carry the artifact's real input contract."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mobiledeploy.errors import UserError
+from mobiledeploy.exporters.bundle import AppFacts, readme, write_bundle
+
+
+def _manifest(layout="NCHW", value_range=(0.0, 1.0), in_graph=False, target="onnx"):
+    shape = [1, 3, 40, 48] if layout == "NCHW" else [1, 40, 48, 3]
+    return {"target": target, "model": {"name": "ghostnet_050"}, "precision": "fp32",
+            "inputs": [{"name": "pixels", "shape": shape, "dtype": "float32", "layout": layout,
+                        "value_range": list(value_range),
+                        "normalization": {"mean": [0.5, 0.25, 0.125], "std": [0.5, 0.5, 0.25], "in_graph": in_graph}}],
+            "outputs": [{"name": "logits", "shape": [1, 7]}], "labels": list("abcdefg"),
+            "parity": None, "not_verified_reason": "skipped (--no-verify)", "sha256": "0" * 64}
+
+
+def test_normalised_nchw_input_becomes_pixel_units():
+    f = AppFacts.from_manifest(_manifest(), "m.onnx")
+    assert (f.layout, f.height, f.width, f.num_classes) == ("nchw", 40, 48, 7)
+    # (pixel/255 - m) / s == (pixel - 255 m) / (255 s)
+    assert f.mean == pytest.approx([127.5, 63.75, 31.875]) and f.std == pytest.approx([127.5, 127.5, 63.75])
+    text = readme(f, _manifest(), True)
+    assert "floatArrayOf(127.5f, 63.75f, 31.875f)" in text and "longArrayOf(1L, 3L, 40L, 48L)" in text
+    assert "c * 40 * 48 + i" in text  # planar writes for NCHW
+    assert '"pixels" to tensor' in text and "Not verified: skipped" in text
+
+
+def test_in_graph_nhwc_input_takes_raw_pixels():
+    m = _manifest("NHWC", (0, 255), True, target="tflite")
+    f = AppFacts.from_manifest(m, "m.tflite")
+    assert f.mean == [0.0] * 3 and f.std == [1.0] * 3 and f.layout == "nhwc"
+    text = readme(f, m, True)
+    assert "ImageClassifier" in text and "Interpreter(" in text and "4 * 5760" in text
+    assert "createScaledBitmap(bitmap, 48, 40, true)" in text
+
+
+def test_bundle_is_written_whole(tmp_path):
+    art = tmp_path / "m.onnx"
+    art.write_bytes(b"onnx")
+    out = write_bundle(tmp_path / "b", art, _manifest(), list("abcdefg"))
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "labels.txt", "m.onnx", "m.onnx.json"]
+    assert json.loads((out / "m.onnx.json").read_text())["bundle"]["labels"] == "labels.txt"
+    with pytest.raises(UserError, match="4-d"):
+        bad = _manifest()
+        bad["inputs"][0]["shape"] = [1, 7]
+        write_bundle(tmp_path / "c", art, bad, None)
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".*partial"))

@@ -1,0 +1,266 @@
+"""The export pipeline and the `export` / `verify` commands on small models: manifests, parity, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mobiledeploy import manifest as mf
+from mobiledeploy import pipeline
+from mobiledeploy.cli import main
+from mobiledeploy.errors import UserError, VerificationError
+from mobiledeploy.exporters.rewrites import RewriteContext, register_rewrite
+from mobiledeploy.exporters.rewrites._graph import call_nodes, finish, insert
+from mobiledeploy.exporters.targets import _TARGETS, get_target, register_target
+
+aten = torch.ops.aten
+
+
+class TinyDFC(torch.nn.Module):
+    """A GhostNetV2-like block at 14×14: a 7×7 map gated by a 3×3 attention map upsampled 3→7."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, 2, 1)
+        self.short = torch.nn.Conv2d(8, 8, 1)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        y = torch.relu(self.stem(x))
+        gate = torch.sigmoid(self.short(F.avg_pool2d(y, 2, 2)))
+        y = y * F.interpolate(gate, size=y.shape[-2:], mode="nearest")
+        return self.head(y.mean((2, 3)))
+
+
+@pytest.fixture(scope="module")
+def tiny_pt2(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    model = TinyDFC().eval()
+    ep = torch.export.export(model, (torch.randn(2, 3, 14, 14),),
+                             dynamic_shapes=({0: torch.export.Dim("batch", max=16)},), strict=False)
+    path = tmp_path_factory.mktemp("pt2") / "tiny_dfc.pt2"
+    torch.export.save(ep, str(path))
+    return path
+
+
+def _run(args, capsys) -> tuple[int, str, str]:
+    rc = main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_export_onnx_writes_manifest_and_verifies(tmp_path, capsys):
+    rc, out, err = _run(["export", "ghostnet_050", "--target", "onnx", "--input-size", "64", "--out",
+                         str(tmp_path), "--json"], capsys)
+    assert rc == 0, err
+    shown = json.loads(out)
+    art = tmp_path / "ghostnet_050_64.onnx"
+    assert Path(shown["artifact_path"]) == art and _files(tmp_path) == [art.name, art.name + ".json"]
+    m = mf.read(mf.manifest_path(art))
+    assert m["schema"] == mf.SCHEMA and m["target"] == "onnx" and m["artifact"] == art.name
+    assert m["sha256"] == mf.sha256(art) and m["precision"] == "fp32" and m["verified"] is True
+    (inp,) = m["inputs"]
+    assert inp["shape"] == [1, 3, 64, 64] and inp["layout"] == "NCHW" and inp["dtype"] == "float32"
+    assert inp["normalization"]["mean"] == [0.485, 0.456, 0.406] and inp["value_range"] == [0.0, 1.0]
+    assert m["outputs"][0]["shape"] == [1, 1000] and len(m["labels"]) == 1000
+    p = m["parity"]
+    assert p["passed"] and p["rel_l2"] <= 1e-5 and p["top1_agreement"] == 1.0 and p["cosine"] > 0.99999
+    assert p["n_samples"] == 6 and {"photo:chelsea", "photo:astronaut", "photo:coffee"} <= set(p["inputs"])
+    assert m["versions"]["torch"] == torch.__version__ and m["versions"]["runtime"]["name"] == "onnxruntime"
+    assert m["target_info"]["opset"] >= 17
+    assert {"alias_cleanup"} <= {r["name"] for r in m["rewrites"]}
+    assert m["model"]["init"].startswith("random") and m["model"]["weights"] is None
+
+    rc, out, err = _run(["verify", str(art)], capsys)
+    assert rc == 0 and "verified" in out and "rel_l2" in out, (out, err)
+
+
+def test_existing_output_needs_force_and_changed_artifacts_fail_verify(tiny_pt2, tmp_path, capsys):
+    args = ["export", str(tiny_pt2), "--target", "onnx", "--out", str(tmp_path)]
+    rc, out, err = _run(args, capsys)
+    assert rc == 0 and "verified" in out and "tiny_dfc.onnx" in out, err
+    art = tmp_path / "tiny_dfc.onnx"
+    rc, out, err = _run(args, capsys)
+    assert rc == 2 and "already exists" in err and "--force" in err and err.count("\n") == 1
+    art.write_bytes(b"stale")
+    rc, out, err = _run([*args, "--force"], capsys)
+    assert rc == 0 and "verified" in out
+    assert mf.read(mf.manifest_path(art))["sha256"] == mf.sha256(art)
+
+    # A changed artifact no longer verifies.
+    with open(art, "ab") as f:
+        f.write(b"\0")
+    rc, out, err = _run(["verify", str(art)], capsys)
+    assert rc == 3 and "changed since export" in err
+
+
+def test_fp16_onnx_meets_its_stated_tolerance(tmp_path):
+    out = pipeline.export(pipeline.ExportOptions("ghostnet_050", "onnx", input_size=(64, 64), precision="fp16",
+                                                 out_dir=tmp_path))
+    p = out.manifest["parity"]
+    assert out.artifact.name == "ghostnet_050_64_fp16.onnx" and out.manifest["precision"] == "fp16"
+    assert p["tolerance"] == {"rel_l2": 2e-2, "top1_agreement": 0.85}
+    assert 1e-6 < p["rel_l2"] <= 2e-2 and p["passed"]  # fp16 is not fp32: a non-zero error, within the bar
+    assert out.manifest["inputs"][0]["dtype"] == "float32"  # I/O kept fp32
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["export", "ghostnetv2_10", "--target", "onnx"], "did you mean ghostnetv2_"),
+    (["export", "ghostnet_050", "--target", "onx"], "unknown target 'onx' (choose one of: onnx, tflite, coreml"),
+    (["export", "timm:ghostnetv2_10", "--target", "onnx"], "timm:ghostnetv2_100?"),
+    (["export", "ghostnet_050", "--target", "onnx", "--input-size", "2x"], "bad --input-size"),
+    (["export", "ghostnet_050", "--target", "onnx", "--precision", "fp8"], "unknown precision"),
+    (["export", "missing.pt2", "--target", "onnx"], "no such .pt2 file"),
+    (["verify", "nowhere.onnx"], "no artifact at"),
+])
+def test_bad_input_is_one_line(args, needle, capsys, tmp_path):
+    rc, out, err = _run([*args, "--out", str(tmp_path)] if args[0] == "export" else args, capsys)
+    assert rc == 2 and needle in err and err.count("\n") == 1, err
+    assert _files(tmp_path) == []
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, _, err = _run(["export", "ghostnet_050", "--target", "onnx", "--out", str(blocker / "sub")], capsys)
+    assert rc == 2 and "cannot create output folder" in err
+    rc, _, err = _run(["export", "ghostnet_050", "--target", "onnx", "--out", str(blocker)], capsys)
+    assert rc == 2 and "is not a folder" in err
+
+
+def test_weights_that_do_not_fit(tmp_path, capsys):
+    from mobiledeploy.models import create_model
+
+    ckpt = tmp_path / "mnv2.pth"
+    torch.save(create_model("mobilenetv2_035").state_dict(), ckpt)
+    rc, _, err = _run(["export", "ghostnet_050", "--target", "onnx", "--weights", str(ckpt), "--out",
+                       str(tmp_path / "out")], capsys)
+    assert rc == 2 and "does not fit ghostnet_050" in err
+    assert _files(tmp_path / "out") == []
+
+
+def test_missing_extra_names_the_pip_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxsim", None)  # as if onnxsim were not installed
+    rc, _, err = _run(["export", "ghostnet_050", "--target", "onnx", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "pip install 'mobiledeploy[onnx]'" in err and "onnxsim" in err
+
+
+def test_interrupted_export_leaves_nothing(tmp_path):
+    def interrupt(req, result):
+        assert Path(result.artifact).exists()  # written, under its temporary name
+        raise KeyboardInterrupt
+
+    pipeline.AFTER_CONVERT.append(interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.export(pipeline.ExportOptions("ghostnet_050", "onnx", input_size=(32, 32), out_dir=tmp_path,
+                                                   verify=False))
+    finally:
+        pipeline.AFTER_CONVERT.remove(interrupt)
+    assert _files(tmp_path) == []  # not even a hidden partial file
+
+
+@register_rewrite("test_wrong_nearest")
+def _wrong_nearest(program, ctx: RewriteContext):
+    """Deliberately wrong: 3→7 as 2x then the LAST row/column repeated (an off-by-one a pass could make)."""
+    graph, n = program.graph_module.graph, 0
+    for node in call_nodes(program, (aten.upsample_nearest2d.vec,)):
+        x = node.args[0]
+        h, w = x.meta["val"].shape[-2:]
+        y = insert(graph, node, aten.upsample_nearest2d.vec, (x, [2 * h, 2 * w], None), node)
+        for dim, size in ((2, 2 * h), (3, 2 * w)):
+            last = insert(graph, node, aten.slice.Tensor, (y, dim, size - 1, size, 1), node)
+            y = insert(graph, node, aten.cat.default, ([y, last], dim), node)
+        node.replace_all_uses_with(y)
+        graph.erase_node(node)
+        n += 1
+    finish(program)
+    return program, n
+
+
+def test_wrong_rewrite_is_caught_by_the_parity_check(tiny_pt2, tmp_path):
+    opts = pipeline.ExportOptions(str(tiny_pt2), "onnx", out_dir=tmp_path, rewrites=("test_wrong_nearest",),
+                                  skip_rewrites=("exact_nearest_upsample",))
+    with pytest.raises(VerificationError) as e:
+        pipeline.export(opts)
+    msg = str(e.value)
+    assert "fails the fp32 parity check" in msg and "rel_l2" in msg and "bar 1e-05" in msg
+    assert e.value.exit_code == 3
+    assert _files(tmp_path) == []
+
+
+def test_pt2_dynamic_program_exports_exactly_at_a_static_batch(tiny_pt2, tmp_path, capsys):
+    rc, out, err = _run(["export", str(tiny_pt2), "--target", "onnx", "--batch", "2", "--out", str(tmp_path),
+                         "--json"], capsys)
+    assert rc == 0, err
+    m = json.loads(out)
+    assert m["model"]["source"] == "pt2" and m["inputs"][0]["shape"] == [1 * 2, 3, 14, 14]
+    assert {"static_shapes", "exact_nearest_upsample"} <= {r["name"] for r in m["rewrites"]}
+    assert m["verified"] and m["parity"]["rel_l2"] <= 1e-5
+    rc, out, err = _run(["verify", str(tmp_path / "tiny_dfc_b2.onnx"), "--json"], capsys)
+    assert rc == 0 and json.loads(out)["verified"] is True
+
+    rc, _, err = _run(["export", str(tiny_pt2), "--target", "onnx", "--input-size", "28", "--out",
+                       str(tmp_path / "x")], capsys)
+    assert rc == 2 and "static input" in err
+
+
+def test_unsupported_op_names_op_and_source_line(tmp_path, capsys):
+    class Cummax(torch.nn.Module):
+        def forward(self, x):
+            return torch.cummax(x, 1)[0]  # no ONNX exporter for this one
+
+    ep = torch.export.export(Cummax(), (torch.randn(1, 3, 8, 8),), strict=False)
+    path = tmp_path / "cummax.pt2"
+    torch.export.save(ep, str(path))
+    rc, _, err = _run(["export", str(path), "--target", "onnx", "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and "cannot take op aten::cummax" in err
+    assert f"{Path(__file__).name}:" in err and "torch.cummax(x, 1)" in err
+    assert _files(tmp_path / "o") == []
+
+
+def test_a_target_without_a_runtime_is_not_verified(tiny_pt2, tmp_path, capsys):
+    if "onnx_unrunnable" not in _TARGETS:
+        register_target("onnx_unrunnable", ".onnx", extra="onnx")(get_target("onnx").convert)
+    opts = pipeline.ExportOptions(str(tiny_pt2), "onnx_unrunnable", out_dir=tmp_path)
+    with pytest.raises(VerificationError, match="no onnx_unrunnable runtime"):
+        pipeline.export(pipeline.ExportOptions(**{**opts.__dict__, "strict": True}))
+    assert _files(tmp_path) == []
+    out = pipeline.export(opts)
+    m = out.manifest
+    assert m["verified"] is False and m["parity"] is None
+    assert m["not_verified_reason"] == "no onnx_unrunnable runtime registered on this host"
+    rc, stdout, err = _run(["verify", str(out.artifact)], capsys)
+    assert rc == 4 and "not verified" in stdout and "ok" not in stdout.split()
+
+
+def test_no_verify_says_so(tiny_pt2, tmp_path):
+    m = pipeline.export(pipeline.ExportOptions(str(tiny_pt2), "onnx", out_dir=tmp_path, verify=False)).manifest
+    assert m["verified"] is False and m["parity"] is None and "--no-verify" in m["not_verified_reason"]
+
+
+def test_parity_photos_are_real_and_normalised():
+    from mobiledeploy.exporters.parity import photo_pixels, samples
+
+    px = photo_pixels("chelsea", (64, 48))
+    assert px.shape == (3, 64, 48) and px.min() >= 0 and px.max() <= 255 and px.std() > 20
+    batch = samples([[1, 3, 64, 48]], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), n_random=2)
+    assert [s.name for s in batch] == ["random:seed=0#0", "random:seed=0#1", "photo:chelsea", "photo:astronaut",
+                                       "photo:coffee"]
+    np.testing.assert_allclose(batch[2].arrays[0][0], (px / 255 - 0.5) / 0.25, rtol=1e-6, atol=1e-6)
+    # An artifact that takes pixels (normalisation folded in) is fed pixels, the reference the same image normalised.
+    pix = samples([[1, 3, 64, 48]], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), n_random=1,
+                  specs=[{"kind": "image", "value_range": [0, 255], "layout": "NHWC"}])
+    assert pix[0].feeds[0].shape == (1, 64, 48, 3) and pix[0].feeds[0].max() > 200
+    np.testing.assert_allclose(pix[0].arrays[0], (pix[0].feeds[0].transpose(0, 3, 1, 2) / 255 - 0.5) / 0.25,
+                               rtol=1e-6, atol=1e-6)

@@ -1,0 +1,105 @@
+"""Rewrites through the real converters and runtimes: exact resizes on onnxruntime and LiteRT, one XNNPACK partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mobiledeploy.exporters.rewrites import GENERIC, RewriteContext, apply_rewrites
+from mobiledeploy.exporters.runtimes import get_runtime
+from mobiledeploy.exporters.targets import ExportRequest, get_target
+from mobiledeploy.exporters.tflite import delegate_report
+from mobiledeploy.exporters.tflite_flatbuffer import load, op_name
+
+
+class Upsample(torch.nn.Module):
+    """Only data movement and an exact multiply: any correct runtime matches PyTorch bit for bit."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x):
+        return F.interpolate(x, size=self.size, mode="nearest") * 3.0
+
+
+def _convert(target, model, x, tmp_path, rewrites=True, precision="fp32", name="m"):
+    ep = torch.export.export(model, (x,), strict=False)
+    if rewrites:
+        ep, _ = apply_rewrites(ep, GENERIC, RewriteContext((x,)))
+    tg = get_target(target)
+    out = tmp_path / f"{name}{tg.suffix}"
+    res = tg.convert(ExportRequest("test", ep, model, (x,), out, precision=precision))
+    y = get_runtime(target)(out, {res.inputs[0]["name"]: x.numpy()})
+    return res, next(iter(y.values()))
+
+
+CASES = [((3, 3), (7, 7)), ((5, 6), (11, 13)), ((4, 4), (8, 8))]
+
+
+@pytest.mark.parametrize("src,dst", CASES)
+def test_onnx_resizes_are_bit_exact(src, dst, tmp_path):
+    x = torch.randn(1, 4, *src)
+    model = Upsample(dst).eval()
+    _, y = _convert("onnx", model, x, tmp_path)
+    assert np.array_equal(y, model(x).numpy())
+
+
+def test_tflite_resizes_are_bit_exact_and_fully_delegated(tmp_path):
+    # Both DFC cases in one graph: 3→7 (odd) and 4→8 (2x), one conversion.
+    class Two(torch.nn.Module):
+        def forward(self, a, b):
+            return F.interpolate(a, size=(7, 7)) * 3.0, F.interpolate(b, size=(8, 8)) * 3.0
+
+    a, b = torch.randn(1, 4, 3, 3), torch.randn(1, 4, 4, 4)
+    ep = torch.export.export(Two(), (a, b), strict=False)
+    ep, _ = apply_rewrites(ep, GENERIC, RewriteContext((a, b)))
+    tg = get_target("tflite")
+    out = tmp_path / "two.tflite"
+    res = tg.convert(ExportRequest("test", ep, Two(), (a, b), out))
+    feeds = {res.inputs[0]["name"]: a.numpy(), res.inputs[1]["name"]: b.numpy()}
+    got = get_runtime("tflite")(out, feeds)
+    ya, yb = Two()(a, b)
+    outs = sorted(got.values(), key=lambda v: v.shape[-1])
+    assert np.array_equal(outs[0], ya.numpy()) and np.array_equal(outs[1], yb.numpy())
+    model = load(out.read_bytes())
+    ops = {op_name(model, op) for op in model.subgraphs[0].operators}
+    assert "RESIZE_NEAREST_NEIGHBOR" not in ops and "DEPTH_TO_SPACE" in ops
+    rep = delegate_report(out)
+    assert rep["partitions"] == 1 and rep["delegated_nodes"] == rep["total_nodes"], rep
+    assert res.extra["flatbuffer_passes"][0]["name"] == "nearest_to_depth_to_space"
+
+
+def test_naive_tflite_resize_is_wrong_where_ours_is_exact(tmp_path):
+    # The peer bug we fix (FINDINGS): litert-torch's half-pixel RESIZE_NEAREST_NEIGHBOR picks rows
+    # [0,0,1,1,1,2,2] for 3→7 where PyTorch picks [0,0,0,1,1,2,2].
+    x = torch.arange(9, dtype=torch.float32).view(1, 1, 3, 3)
+    model = Upsample((7, 7)).eval()
+    _, naive = _convert("tflite", model, x, tmp_path, rewrites=False, name="naive")
+    ref = model(x).numpy()
+    assert not np.array_equal(naive, ref)
+    assert (naive[0, 0, :, 0] / 3).tolist() == [0, 0, 3, 3, 3, 6, 6]
+    assert (ref[0, 0, :, 0] / 3).tolist() == [0, 0, 0, 3, 3, 6, 6]
+
+
+def test_fp16_weights_pass(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.Flatten(),
+                                torch.nn.Linear(16 * 8 * 8, 10)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    res32, y32 = _convert("tflite", model, x, tmp_path, name="m32")
+    res16, y16 = _convert("tflite", model, x, tmp_path, precision="fp16", name="m16")
+    ref = model(x).detach().numpy()
+    assert np.linalg.norm(y32 - ref) / np.linalg.norm(ref) < 1e-6
+    rel16 = np.linalg.norm(y16 - ref) / np.linalg.norm(ref)
+    assert 0 < rel16 < 1e-2  # fp16 weights do change the numbers, a little
+    fb = load((tmp_path / "m16.tflite").read_bytes())
+    ops = [op_name(fb, op) for op in fb.subgraphs[0].operators]
+    assert ops.count("DEQUANTIZE") == 6  # weight and bias of each conv and of the linear layer
+    assert (tmp_path / "m16.tflite").stat().st_size < 0.6 * (tmp_path / "m32.tflite").stat().st_size
+    assert res16.extra["partitions"] == 1 and res16.extra["delegated_nodes"] == res16.extra["total_nodes"]

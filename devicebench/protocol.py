@@ -90,22 +90,25 @@ def find_manifest(artifact: str) -> str | None:
 
 
 def manifest_specs(manifest: str | None, runtime_specs: list[TensorSpec]) -> list[TensorSpec]:
-    """Input shapes/dtypes from the manifest where it has them (by position), names from the runtime."""
-    if manifest is None:
-        return runtime_specs
-    try:
-        inputs = json.loads(Path(manifest).read_text()).get("inputs") or []
-    except (OSError, ValueError, AttributeError) as e:
-        raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
+    """Concrete input specs: the artifact's static dims, the manifest's for dynamic ones, else 1.
+
+    Inputs pair up by position (converters rename them); the artifact stays the authority on static dims.
+    """
+    inputs: list[Any] = []
+    if manifest is not None:
+        try:
+            inputs = json.loads(Path(manifest).read_text()).get("inputs") or []
+        except (OSError, ValueError, AttributeError) as e:
+            raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
     if len(inputs) != len(runtime_specs):
-        return runtime_specs
+        inputs = [{}] * len(runtime_specs)
     out = []
     for spec, inp in zip(runtime_specs, inputs):
-        shape = inp.get("shape") if isinstance(inp, dict) else None
-        dtype = inp.get("dtype") if isinstance(inp, dict) else None
-        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-            shape = spec.shape
-        out.append(TensorSpec(spec.name, [int(d) for d in shape], str(dtype or spec.dtype)))
+        m_shape = inp.get("shape") if isinstance(inp, dict) else None
+        if not isinstance(m_shape, list) or len(m_shape) != len(spec.shape):
+            m_shape = [None] * len(spec.shape)
+        shape = [d if d > 0 else (m if isinstance(m, int) and m > 0 else 1) for d, m in zip(spec.shape, m_shape)]
+        out.append(TensorSpec(spec.name, shape, spec.dtype))  # the artifact fixes the dtype
     return out
 
 

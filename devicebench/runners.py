@@ -28,7 +28,7 @@ class TensorSpec:
     """One model input: name, concrete shape and numpy dtype name."""
 
     name: str
-    shape: list[int]
+    shape: list[int]  # -1 marks a dynamic dim until the manifest (or batch 1) fills it
     dtype: str
 
 
@@ -45,7 +45,7 @@ class Runner:
         self.threads = threads
 
     def input_specs(self) -> list[TensorSpec]:
-        """The inputs the loaded artifact expects (shapes made concrete, batch 1)."""
+        """The inputs the loaded artifact expects (-1 where a dim is dynamic)."""
         raise NotImplementedError
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
@@ -105,9 +105,9 @@ def _np_dtype(onnx_type: str) -> str:
     return table.get(inner, "float32")
 
 
-def _concrete(shape: Any) -> list[int]:
-    """Symbolic or unknown dims (batch, -1, None) become 1."""
-    return [int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else 1 for d in shape]
+def _dims(shape: Any) -> list[int]:
+    """Static dims as ints; symbolic or unknown ones (batch, -1, None) as -1, filled in later."""
+    return [int(d) if isinstance(d, (int, np.integer)) and int(d) > 0 else -1 for d in shape]
 
 
 @register_runner
@@ -137,7 +137,7 @@ class OnnxRuntimeRunner(Runner):
         return ort.InferenceSession(self.artifact, sess_options=so, providers=["CPUExecutionProvider"])
 
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(i.name, _concrete(i.shape), _np_dtype(i.type)) for i in self.session.get_inputs()]
+        return [TensorSpec(i.name, _dims(i.shape), _np_dtype(i.type)) for i in self.session.get_inputs()]
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         run, feeds = self.session.run, dict(inputs)
@@ -253,7 +253,7 @@ class LiteRTRunner(Runner):
         self.interp.allocate_tensors()
 
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(d["name"], [int(x) for x in d["shape"]], np.dtype(d["dtype"]).name)
+        return [TensorSpec(d["name"], _dims(d.get("shape_signature", d["shape"])), np.dtype(d["dtype"]).name)
                 for d in self.interp.get_input_details()]
 
     def resize(self, specs: list[TensorSpec]) -> None:
@@ -358,7 +358,7 @@ class TorchRunner(Runner):
             for node in ep.graph.nodes:
                 if node.op == "placeholder" and node.name in user_inputs:
                     val = node.meta.get("val")
-                    self._specs.append(TensorSpec(node.name, _concrete(getattr(val, "shape", [1])),
+                    self._specs.append(TensorSpec(node.name, _dims(getattr(val, "shape", [1])),
                                                   str(getattr(val, "dtype", "torch.float32")).replace("torch.", "")))
         else:
             from mobiledeploy.models import create_model, get_cfg

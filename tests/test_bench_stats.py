@@ -119,3 +119,20 @@ def test_op_names_normalise_across_runtimes():
     assert normalize_op("FULLY_CONNECTED") == normalize_op("Gemm") == normalize_op("aten::addmm")
     assert normalize_op("DEPTHWISE_CONV_2D") == "depthwise conv"
     assert normalize_op("SomeNewOp") == "somenewop"
+
+
+def test_manifest_fills_only_dynamic_dims(tmp_path):
+    import json
+
+    from mobiledeploy.devicebench.protocol import manifest_specs
+
+    m = tmp_path / "m.onnx.json"
+    m.write_text(json.dumps({"inputs": [{"name": "pixels", "shape": ["batch", 3, 200, 224], "dtype": "float32"}]}))
+    runtime = [TensorSpec("input", [-1, 3, -1, 999], "float32")]
+    (spec,) = manifest_specs(str(m), runtime)
+    # batch: symbolic in both → 1; H: dynamic in the artifact → the manifest's 200; W: static → the artifact's.
+    assert (spec.name, spec.shape, spec.dtype) == ("input", [1, 3, 200, 999], "float32")
+    assert manifest_specs(None, runtime)[0].shape == [1, 3, 1, 999]
+    m.write_text("{not json")
+    with pytest.raises(UserError):
+        manifest_specs(str(m), runtime)

@@ -27,9 +27,12 @@ def _model(name):
     return randomize_bn(create_model(name).eval()), get_cfg(name)
 
 
+# fp16 on GhostNetV1 is left out to keep this file's run time in budget (V2 and MobileNetV2 cover it).
+CASES = [(n, p) for n in MODELS for p in ("fp32", "fp16") if (n, p) != ("ghostnet_100", "fp16")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name,precision", CASES)
 def test_full_model_parity(tmp_path, name, precision):
     m, cfg = _model(name)
     size = cfg.input_size[-1]

@@ -8,7 +8,7 @@ import torch
 from ..errors import ProgramTypeError, UnsupportedOpError
 from ..registry import register_op
 from ..values import BY_NAME, dtype_name
-from ._util import back, f32, floating, same_type, scalar, tt
+from ._util import f32, floating, same_type, scalar
 
 
 def _binary(fn, x, y, logical: bool = False):

@@ -62,10 +62,8 @@ def layout_of(target: str, options: dict[str, Any]) -> str | None:
     if layout is None:
         return None
     check_layout(layout)
-    if target not in APP_TARGETS:
-        raise UserError(f"--layout applies to {', '.join(APP_TARGETS)}",
-                        f"{target} artifacts take an image input; drop --layout")
-    return layout
+    # Core ML takes an ImageType (the app hands over a CVPixelBuffer), which has no tensor layout.
+    return layout if target in APP_TARGETS else None
 
 
 # --- before convert ------------------------------------------------------------------------------
@@ -237,9 +235,42 @@ def _compress_coreml_in_place(req: Any, result: Any) -> None:
         out = Path(tmp) / "int8.mlpackage"
         info = Q.compress_coreml(art, out, mode)
         info["size"] = Q.size_report(art, out)
+        info["vs_fp32"] = _coreml_agreement(req, art, out, Path(tmp))
         shutil.rmtree(art)
         shutil.copytree(out, art)
     result.extra["quantization"] = info
+
+
+def _coreml_agreement(req: Any, fp: Path, compressed: Path, tmp: Path) -> dict[str, Any]:
+    """Top-1 agreement of compressed vs float weights on photos, both run by the reference interpreter.
+
+    No Core ML runtime exists off macOS: the compressed weights are decoded by coremltools
+    (`decompress_weights`) first, so this checks the stored weights, not the phone's int8 kernels.
+    """
+    from mobiledeploy.errors import require
+
+    ct = require("coremltools", "coreml")
+    opt = require("coremltools.optimize.coreml", "coreml")
+    from .mlinterp import CoreMLModel
+
+    decoded = tmp / "decoded.mlpackage"
+    with Q._quiet_progress():
+        opt.decompress_weights(ct.models.MLModel(str(compressed), skip_model_load=True)).save(str(decoded))
+    a, b = CoreMLModel(fp), CoreMLModel(decoded)
+    name = next(iter(a.program.inputs))
+    outs = [o.name for o in a.description.output]
+    key = "logits" if "logits" in outs else outs[0]
+    shape = a.program.inputs[name][2]
+    h, w = int(shape[-2]), int(shape[-1])
+    d = req.options.get("calibration")
+    imgs = Q.calibration_images(h, w, Path(d) if d else None, n=N_AGREEMENT, seed=1)
+    if name in a.image_inputs:
+        feeds = [np.round(im * 255).astype(np.uint8) for im in imgs]
+    else:
+        feeds = list(Q.to_input(imgs, "nchw", (0.0, 1.0), req.mean, req.std)[:, None])
+    ya = np.concatenate([np.asarray(a.predict({name: f})[key]).reshape(1, -1) for f in feeds])
+    yb = np.concatenate([np.asarray(b.predict({name: f})[key]).reshape(1, -1) for f in feeds])
+    return Q.compare(ya, yb) | {"note": "weights decoded by coremltools, run by mobiledeploy's reference interpreter"}
 
 
 # --- after export --------------------------------------------------------------------------------

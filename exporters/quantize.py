@@ -262,24 +262,27 @@ def compress_coreml(fp: Path, out: Path, mode: str = "linear8") -> dict[str, Any
         raise UserError(f"unknown Core ML compression {mode!r}", f"choose one of: {', '.join(COREML_MODES)}")
     t0 = time.perf_counter()
     model = ct.models.MLModel(str(fp), skip_model_load=True)
-    if mode == "linear8":
-        cfg = opt.OptimizationConfig(global_config=opt.OpLinearQuantizerConfig(
-            mode="linear_symmetric", dtype="int8", granularity="per_channel"))
-        compressed = opt.linear_quantize_weights(model, config=cfg)
-        desc = "int8 linear symmetric, per output channel"
-    else:
-        nbits = int(mode.removeprefix("palettize"))
-        cfg = opt.OptimizationConfig(global_config=opt.OpPalettizerConfig(mode="kmeans", nbits=nbits))
-        compressed = opt.palettize_weights(model, config=cfg)
-        desc = f"{nbits}-bit k-means palettization (per tensor lookup table)"
+    with _quiet_progress():
+        compressed, desc = _compress(opt, model, mode)
     out = Path(out)
     tmp = out.with_name(out.name + ".tmp.mlpackage")
     _rmtree(tmp)
-    compressed.save(str(tmp))
+    with _quiet_progress():
+        compressed.save(str(tmp))
     _rmtree(out)
     tmp.replace(out)
     return {"method": f"coremltools.optimize {mode}", "weights": desc, "activations": "float (unchanged)",
             "seconds": round(time.perf_counter() - t0, 2), "versions": {"coremltools": ct.__version__}}
+
+
+def _compress(opt: Any, model: Any, mode: str) -> tuple[Any, str]:
+    if mode == "linear8":
+        cfg = opt.OptimizationConfig(global_config=opt.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+        return opt.linear_quantize_weights(model, config=cfg), "int8 linear symmetric, per output channel"
+    nbits = int(mode.removeprefix("palettize"))
+    cfg = opt.OptimizationConfig(global_config=opt.OpPalettizerConfig(mode="kmeans", nbits=nbits))
+    return opt.palettize_weights(model, config=cfg), f"{nbits}-bit k-means palettization (per tensor lookup table)"
 
 
 # --- judging an int8 artifact against its fp32 reference -----------------------------------------

@@ -119,10 +119,20 @@ def test_onnx_int8_via_cli(digits, inputs, tmp_path):
     assert {p.key: p.value for p in g.metadata_props}["precision"] == "int8"
 
 
-def test_layout_is_refused_for_coreml(digits, inputs, tmp_path, capsys):
-    rc = main(["export", "mobilenetv2_035", "-t", "coreml", "--layout", "nhwc", "--input-size", "32",
-               "--out", str(tmp_path), "--no-verify"])
+def test_layout_applies_to_tensor_targets_only():
+    from mobiledeploy.exporters.app import layout_of
+
+    assert layout_of("tflite", {"bundle": True}) == "nhwc"  # bundles default to channels-last
+    assert layout_of("ort", {"layout": "nchw", "bundle": True}) == "nchw"
+    assert layout_of("onnx", {}) is None  # plain exports keep the normalised NCHW tensor
+    assert layout_of("coreml", {"layout": "nhwc"}) is None  # an ImageType has no tensor layout
+
+
+def test_empty_labels_file_is_one_line_error(tmp_path, capsys):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n\n")
+    rc = main(["export", "mobilenetv2_035", "-t", "onnx", "--labels", str(labels), "--out", str(tmp_path / "o")])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--layout" in err[0]
-    assert not any(tmp_path.iterdir())
+    assert len(err) == 1 and "labels file" in err[0] and "empty" in err[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -30,7 +30,7 @@ class ModelCfg:
 
 
 # Modules whose @register_model decorators fill the registry; a new family is one line here.
-_FAMILIES = ("ghostnet", "mobilenetv2")
+_FAMILIES = ("ghostnet", "mobilenetv2", "kat")
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 _CFGS: dict[str, ModelCfg] = {}

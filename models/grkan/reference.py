@@ -36,9 +36,9 @@ def grkan_reference(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
     groups = check_shapes(x, numerator, denominator)
     dtype = x.dtype
     cdt = torch.float64 if dtype == torch.float64 else torch.float32
-    xg = x.to(cdt).unflatten(-1, (groups, x.shape[-1] // groups))  # (..., G, C/G)
-    a = numerator.to(cdt).reshape(6)
-    b = denominator.to(cdt).abs().unsqueeze(-1)  # (G, 4, 1): broadcasts over the group's channels
+    xg = _as(x, cdt).unflatten(-1, (groups, x.shape[-1] // groups))  # (..., G, C/G)
+    a = _as(numerator, cdt).reshape(6)
+    b = _as(denominator, cdt).abs().unsqueeze(-1)  # (G, 4, 1): broadcasts over the group's channels
     p = a[5] * xg + a[4]
     p = p * xg + a[3]
     p = p * xg + a[2]
@@ -49,4 +49,9 @@ def grkan_reference(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
     q = q * ax + b[:, 1]
     q = q * ax + b[:, 0]
     q = q * ax + 1.0
-    return (p / q).flatten(-2).to(dtype)
+    return _as((p / q).flatten(-2), dtype)
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # No cast node at all when the dtype already matches: exported graphs stay minimal.
+    return t if t.dtype == dtype else t.to(dtype)

@@ -1,0 +1,166 @@
+"""Training throughput: ViT-T vs KAT-T with our GR-KAN kernels, eager and torch.compile'd, interleaved.
+
+Batch 128, 224², bf16 autocast, fused AdamW, synthetic data. ViT-T is the same transformer code with
+timm's MLP (fc1 → GELU → fc2) instead of KAT's, so the ratio isolates the MLP. The models are built
+once and run interleaved in rounds (default 5 rounds × 30 steps each); we report the median and the
+range of images/s per model and the ratio of medians, because single runs of these short,
+launch-bound steps swing widely.
+
+    python benchmarks/kat_train.py [--rounds 5] [--steps 30] [--models vit,kat,vit_compile,kat_compile]
+                                   [--out results.json]
+
+Models: vit, kat (our Triton op), kat_ref (PyTorch reference rational), and *_compile variants
+(torch.compile of the whole model). Without a GPU it runs a few fp32 steps at batch 2 on the CPU
+(reference rational) and says that GPU numbers need a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def build(kind: str, device: str, num_classes: int = 1000):
+    """(model, optimizer, step callable) for one entry of --models."""
+    from mobiledeploy.models.kat import KAT
+
+    base = kind.removesuffix("_compile")
+    if base == "vit":
+        model = KAT(192, 12, 3, mlp="gelu", num_classes=num_classes)
+    elif base == "kat":
+        model = KAT(192, 12, 3, num_classes=num_classes, backend="auto")
+    elif base == "kat_ref":
+        model = KAT(192, 12, 3, num_classes=num_classes, backend="reference")
+    else:
+        raise SystemExit(f"unknown model {kind!r}")
+    model = model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=device == "cuda")
+    fwd = torch.compile(model) if kind.endswith("_compile") else model
+    amp = device == "cuda"
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            loss = F.cross_entropy(fwd(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return model, step
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="vit,kat,vit_compile,kat_compile")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    gpu = torch.cuda.is_available()
+    device = "cuda" if gpu else "cpu"
+    env = {"torch": torch.__version__}
+    try:
+        import triton
+
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    if gpu:
+        env["gpu"] = torch.cuda.get_device_name(0)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        print("no CUDA device: a few fp32 steps at batch 2 on the CPU with the reference rational; "
+              "the training numbers need a GPU.", flush=True)
+        args.batch, args.rounds, args.steps, args.warmup = 2, 2, 2, 1
+        args.models = ",".join(m for m in args.models.split(",") if not m.endswith("_compile"))
+    print("environment:", json.dumps(env), flush=True)
+    kinds = args.models.split(",")
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(args.batch, 3, 224, 224, device=device, generator=g)
+    y = torch.randint(0, 1000, (args.batch,), device=device, generator=g)
+
+    result = {"schema": "mobiledeploy.bench.kat_train/1", "env": env, "device": device,
+              "protocol": {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
+                           "amp": "bf16" if gpu else "fp32", "optimizer": "AdamW fused" if gpu else "AdamW"},
+              "models": {}}
+    steps = {}
+    for kind in kinds:
+        t = time.perf_counter()
+        try:
+            _, step = build(kind, device)
+            for _ in range(args.warmup):  # compiles and tunes here
+                step(x, y)
+            sync(device)
+            steps[kind] = step
+            result["models"][kind] = {"warmup_s": time.perf_counter() - t, "img_s": []}
+            print(f"{kind}: built and warmed up in {time.perf_counter() - t:.1f} s", flush=True)
+        except Exception as e:  # a model that fails must not lose the others
+            result["models"][kind] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            print(f"{kind}: FAILED {type(e).__name__}: {e}", flush=True)
+    for r in range(args.rounds):
+        for kind, step in steps.items():
+            sync(device)
+            t = time.perf_counter()
+            for _ in range(args.steps):
+                step(x, y)
+            sync(device)
+            ips = args.steps * args.batch / (time.perf_counter() - t)
+            result["models"][kind]["img_s"].append(ips)
+            print(f"round {r + 1}: {kind:<12} {ips:8.1f} img/s", flush=True)
+        _summarise(result)
+        if args.out:
+            _write(args.out, result)
+    _summarise(result)
+    print("\nmodel         median img/s   range")
+    for kind, m in result["models"].items():
+        if "median" in m:
+            print(f"{kind:<13} {m['median']:10.1f}   {m['min']:.1f} – {m['max']:.1f}")
+    for k, v in result.get("ratios", {}).items():
+        print(f"{k}: {v:.3f}")
+    if not gpu:
+        print("(CPU smoke run; GPU numbers need a GPU)")
+    if args.out:
+        _write(args.out, result)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _summarise(result: dict) -> None:
+    ms = result["models"]
+    for m in ms.values():
+        if m.get("img_s"):
+            m.update(median=statistics.median(m["img_s"]), min=min(m["img_s"]), max=max(m["img_s"]))
+    ratios = {}
+    for kat, vit in (("kat", "vit"), ("kat_compile", "vit_compile"), ("kat_ref", "vit"),
+                     ("kat_ref_compile", "vit_compile"), ("kat_compile", "vit")):
+        if "median" in ms.get(kat, {}) and "median" in ms.get(vit, {}):
+            ratios[f"{kat}/{vit}"] = ms[kat]["median"] / ms[vit]["median"]
+    result["ratios"] = ratios
+
+
+def _write(path: str, obj: dict) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(p.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, p)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

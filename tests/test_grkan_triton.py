@@ -1,0 +1,159 @@
+"""GR-KAN Triton kernels and custom op vs float64: interpreter on the CPU (CI), real kernels on CUDA.
+
+CI runs with TRITON_INTERPRET=1; without a GPU this file sets it before the kernels are imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+triton = pytest.importorskip("triton")
+
+from mobiledeploy.models.grkan import GRKAN, grkan, grkan_bwd, grkan_fwd, grkan_reference  # noqa: E402
+from mobiledeploy.models.grkan import kernels  # noqa: E402
+
+from mobiledeploy.models.grkan import init_coefficients  # noqa: E402
+
+INTERP = kernels.INTERPRETED
+DEVICE = "cpu" if INTERP else "cuda"
+if not INTERP and not torch.cuda.is_available():
+    pytest.skip("kernels were imported compiled (TRITON_INTERPRET unset) and there is no GPU",
+                allow_module_level=True)
+
+# (leading shape, channels): group sizes 24, 96, 192, 384; row counts prime, so no block size divides them.
+SHAPES = [((37,), 192), ((29,), 768), ((19,), 1536), ((13,), 3072), ((2, 7), 192)]
+
+
+def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return ((a - b).norm() / b.norm()).item()
+
+
+def coefficients(groups: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Swish-init coefficients with per-group perturbations: trained-like, all b non-zero."""
+    g = torch.Generator().manual_seed(seed)
+    a, b = init_coefficients("swish", groups)
+    return a * (1 + 0.2 * torch.randn(a.shape, generator=g)), b + 0.05 * torch.randn(b.shape, generator=g)
+
+
+def make(lead, C, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(*lead, C, generator=g) * 2).to(dtype)
+    dy = torch.randn(*lead, C, generator=g).to(dtype)
+    a, b = coefficients(8, seed)
+    return [t.to(DEVICE) for t in (x, dy, a, b)]
+
+
+def float64_reference(x, dy, a, b):
+    leaves = [t.detach().cpu().double().requires_grad_() for t in (x, a, b)]
+    y = grkan_reference(*leaves)
+    y.backward(dy.cpu().double())
+    return y, leaves[0].grad, leaves[1].grad, leaves[2].grad
+
+
+@pytest.mark.parametrize("lead,C", SHAPES)
+def test_kernels_match_float64(lead, C):
+    x, dy, a, b = make(lead, C)
+    y = kernels.forward(x, a, b)
+    dx, da, db = kernels.backward(dy, x, a, b)
+    y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
+    assert y.shape == x.shape and dx.shape == x.shape and da.shape == (1, 6) and db.shape == (8, 4)
+    for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
+        assert rel_l2(got.cpu(), want) <= 1e-6
+
+
+def test_many_programs_and_loop_iterations(monkeypatch):
+    # Tiny tiles: many row programs, a partly masked last program, two loop iterations each.
+    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_FWD_CONFIG", "4,4")
+    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_BWD_CONFIG", "2,4,2")
+    x, dy, a, b = make((37,), 192, seed=5)
+    y = kernels.forward(x, a, b)
+    dx, da, db = kernels.backward(dy, x, a, b)
+    y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
+    for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
+        assert rel_l2(got.cpu(), want) <= 1e-6
+
+
+def test_deterministic_and_atomic_modes():
+    x, dy, a, b = make((29,), 768, seed=1)
+    r1 = kernels.backward(dy, x, a, b, deterministic=True)
+    r2 = kernels.backward(dy, x, a, b, deterministic=True)
+    for t1, t2 in zip(r1, r2):
+        assert torch.equal(t1, t2)  # bitwise: fixed reduction order
+    dxa, daa, dba = kernels.backward(dy, x, a, b, deterministic=False)
+    assert torch.equal(dxa, r1[0])
+    _, _, da64, db64 = float64_reference(x, dy, a, b)
+    assert rel_l2(daa.cpu(), da64) <= 1e-6 and rel_l2(dba.cpu(), db64) <= 1e-6
+
+
+def test_zero_denominator_coefficient_gets_zero_gradient():
+    # d|b|/db = sign(b) = 0 at b = 0, as the published kernels and autograd of abs have it.
+    x, dy, a, b = make((13,), 64, seed=2)
+    b = b.clone()
+    b[:, 2] = 0
+    _, _, db = kernels.backward(dy, x, a, b)
+    assert torch.all(db[:, 2] == 0) and torch.all(db[:, 1] != 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_io(dtype):
+    x, dy, a, b = make((11,), 768, seed=3, dtype=dtype)
+    y = kernels.forward(x, a, b)
+    assert y.dtype == dtype
+    want = grkan_reference(x.float(), a, b)  # fp32 math, then one rounding
+    assert rel_l2(y.float(), want) <= 2 ** -8
+    dx, da, db = kernels.backward(dy, x, a, b)
+    assert dx.dtype == dtype and da.dtype == torch.float32 and db.dtype == torch.float32
+    _, dx64, da64, db64 = float64_reference(x, dy, a, b)  # from the same rounded inputs
+    assert rel_l2(dx.float().cpu(), dx64) <= 2 ** -8
+    assert rel_l2(da.cpu(), da64) <= 1e-6 and rel_l2(db.cpu(), db64) <= 1e-6
+
+
+def test_custom_op_autograd_matches_reference():
+    x, dy, a, b = make((2, 5), 192, seed=4)
+    leaves = [t.clone().requires_grad_() for t in (x, a, b)]
+    y = grkan(*leaves)
+    y.backward(dy)
+    y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
+    for got, want in ((y, y64), (leaves[0].grad, dx64), (leaves[1].grad, da64), (leaves[2].grad, db64)):
+        assert rel_l2(got.detach().cpu(), want) <= 1e-6
+
+
+def test_opcheck():
+    x, dy, a, b = make((3,), 64, seed=6)
+    torch.library.opcheck(grkan_fwd, (x, a.requires_grad_(), b.requires_grad_(), True))
+    torch.library.opcheck(grkan_bwd, (dy, x, a.detach(), b.detach(), True))
+
+
+def test_compile_fullgraph_has_no_graph_break():
+    torch._dynamo.reset()
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 64)
+            self.act = GRKAN(8, "swish", backend="triton")
+
+        def forward(self, x):
+            return self.act(self.fc(x)).sum()
+
+    torch.manual_seed(0)
+    net = Net().to(DEVICE)
+    x = torch.randn(3, 5, 64, device=DEVICE)
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")  # raises on any graph break
+    loss = compiled(x)
+    loss.backward()
+    got = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    ref = Net().to(DEVICE)
+    ref.load_state_dict(net.state_dict())
+    ref.act.backend = "reference"
+    ref(x).backward()
+    for g, p in zip(got, ref.parameters()):
+        assert rel_l2(g.cpu(), p.grad.cpu()) <= 1e-5

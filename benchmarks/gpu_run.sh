@@ -1,57 +1,70 @@
 #!/usr/bin/env bash
-# One prepared GPU run for GR-KAN (≈7 min on an H100/H200): versions, kernel benchmark with float64
-# error columns, interleaved training benchmark, then the kernel tests on CUDA. Everything lands in
-# $OUT (logs + JSON); a stage that fails or times out does not lose the others' output.
-#   OUT=/some/dir bash benchmarks/gpu_run.sh
+# One prepared GPU run for GR-KAN (≈5.5 min with BUDGET_S=330 on an H100/H200): versions, kernel
+# benchmark with float64 error columns, interleaved training benchmark, then the kernel tests on CUDA.
+# Everything lands in $OUT (one log per stage + JSON); every stage has its own timeout, so a stage
+# that fails or hangs does not lose the others' output.
+#   OUT=/some/dir BUDGET_S=330 bash benchmarks/gpu_run.sh
 # Needs python3 with torch and triton; no network, no pip: the package is imported through a
-# symlinked shim on PYTHONPATH (the repo maps models/ → mobiledeploy.models).
+# symlinked shim (the repo maps models/ → mobiledeploy.models). Every command runs with the shim as
+# its working directory and PYTHONSAFEPATH=1: the repo root's own mobiledeploy/ folder (no models/
+# inside) must never come first on sys.path, as it did for `python -c` and `python -m pytest`.
 set -u
-cd "$(dirname "$0")/.."
-OUT=${OUT:-out/gpu}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$REPO/out/gpu}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python3}
+BUDGET=${BUDGET_S:-330}
 T0=$(date +%s)
 log() { echo "[$(($(date +%s) - T0))s] $*" | tee -a "$OUT/run.log"; }
-left() { echo $((${BUDGET_S:-420} - ($(date +%s) - T0))); }
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+# cap SECONDS RESERVE: SECONDS, or less so that RESERVE seconds stay for the later stages.
+cap() { local t=$(($(left) - $2)); [ "$t" -gt "$1" ] && t=$1; echo "$t"; }
 
 SHIM=$(mktemp -d)
+trap 'rm -rf "$SHIM"' EXIT
 mkdir -p "$SHIM/mobiledeploy"
-for f in "$PWD"/mobiledeploy/*; do ln -s "$f" "$SHIM/mobiledeploy/"; done
-ln -s "$PWD/models" "$SHIM/mobiledeploy/models"
-ln -s "$PWD/exporters" "$SHIM/mobiledeploy/exporters"
-ln -s "$PWD/devicebench" "$SHIM/mobiledeploy/devicebench"
+for f in "$REPO"/mobiledeploy/*; do ln -s "$f" "$SHIM/mobiledeploy/"; done
+ln -s "$REPO/models" "$SHIM/mobiledeploy/models"
+ln -s "$REPO/exporters" "$SHIM/mobiledeploy/exporters"
+ln -s "$REPO/devicebench" "$SHIM/mobiledeploy/devicebench"
 export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONSAFEPATH=1
 unset TRITON_INTERPRET MOBILEDEPLOY_GRKAN_BACKEND
+cd "$SHIM"
 
-log "stage 0: versions"
-{
+# stage NAME LOG SECONDS CMD...: run one stage under its own timeout, its output in $OUT/LOG.
+stage() {
+    local name=$1 logf=$2 t=$3
+    shift 3
+    if [ "$t" -lt 10 ]; then
+        log "$name skipped: only $(left) s left"
+        return
+    fi
+    log "$name (timeout ${t} s)"
+    timeout -k 5 "$t" "$@" > "$OUT/$logf" 2>&1
+    local rc=$?
+    tail -n 3 "$OUT/$logf" | sed 's/^/    /' | tee -a "$OUT/run.log"
+    log "$name exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+}
+
+stage "stage 0: versions and package import" versions.txt "$(cap 20 300)" bash -c "
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
-    $PY -c "import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0))"
-    $PY -c "import mobiledeploy.models.grkan as g; print('package import ok:', g.__file__)"
-} 2>&1 | tee "$OUT/versions.txt"
+    $PY -c \"import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)\"
+    $PY -c \"import mobiledeploy.models.grkan as g, mobiledeploy.models.kat as k; print('package import ok:', g.__file__)\""
 
-log "stage 1: benchmarks/grkan.py (4 shapes × fp32/bf16; eager, compile, ours; fwd, fwd+bwd; errors vs fp64)"
-timeout 230 $PY benchmarks/grkan.py --out "$OUT/grkan.json" 2>&1 | tee "$OUT/grkan.log"
-log "grkan.py exit ${PIPESTATUS[0]}"
+# 4 shapes × fp32/bf16; eager (fp32 only), compile, ours, ours_v1 (previous kernels), ours_atomic.
+stage "stage 1: benchmarks/grkan.py" grkan.log "$(cap 110 190)" \
+    $PY "$REPO/benchmarks/grkan.py" --eager-dtypes fp32 --out "$OUT/grkan.json"
 
-log "stage 2: benchmarks/kat_train.py (ViT-T vs KAT-T, eager and compiled, 5 rounds × 30 steps)"
-t=$(($(left) - 40))
-[ "$t" -gt 200 ] && t=200
-if [ "$t" -gt 60 ]; then
-    timeout "$t" $PY benchmarks/kat_train.py --models vit,kat,vit_compile,kat_compile --rounds 5 --steps 30 \
-        --out "$OUT/kat_train.json" 2>&1 | tee "$OUT/kat_train.log"
-    log "kat_train.py exit ${PIPESTATUS[0]}"
+stage "stage 2: benchmarks/kat_train.py (ViT-T vs KAT-T, eager and compiled, 5 rounds × 20 steps)" kat_train.log \
+    "$(cap 160 30)" $PY "$REPO/benchmarks/kat_train.py" --models vit,kat,vit_compile,kat_compile --rounds 5 \
+    --steps 20 --out "$OUT/kat_train.json"
+
+if $PY -c "import pytest" 2>/dev/null; then
+    stage "stage 3: GR-KAN tests on CUDA (real kernels, no interpreter)" pytest.log "$(cap 60 0)" \
+        $PY -m pytest -q -p no:cacheprovider --rootdir "$REPO" "$REPO/tests/test_grkan_triton.py"
 else
-    log "kat_train.py skipped: only $(left) s left"
+    log "stage 3 skipped: pytest missing; the error columns of grkan.json are the CUDA check"
 fi
-
-log "stage 3: GR-KAN tests on CUDA (real kernels, no interpreter)"
-t=$(($(left)))
-if [ "$t" -gt 30 ] && $PY -c "import pytest" 2>/dev/null; then
-    timeout "$t" $PY -m pytest -q -p no:cacheprovider --noconftest tests/test_grkan_triton.py 2>&1 | tee "$OUT/pytest.log"
-    log "pytest exit ${PIPESTATUS[0]}"
-else
-    log "pytest skipped ($(left) s left or pytest missing); the error columns of grkan.json are the CUDA check"
-fi
-rm -rf "$SHIM"
 log "done; outputs in $OUT"

@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma list of " + ", ".join(SHAPES))
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--eager-dtypes", default=None,
+                    help="dtypes that get the (slow) eager-reference rows; default: all of --dtypes")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile of the reference")
     ap.add_argument("--no-check", action="store_true", help="skip the float64 error columns")
     ap.add_argument("--out", default=None, help="write results JSON here (rewritten after every case)")
@@ -233,9 +235,12 @@ def main(argv: list[str] | None = None) -> int:
         result["copy_gbs"] = copy_bandwidth(biggest[0] * biggest[1] * biggest[2])
         print(f"copy bandwidth: {result['copy_gbs']:.0f} GB/s", flush=True)
         impls = implementations(not args.no_compile)
+    eager_dtypes = (args.eager_dtypes or args.dtypes).split(",")
     for name, shape in shapes.items():
         for dt in args.dtypes.split(","):
-            result["rows"] += run_case(name, shape, dt, impls, device, result.get("copy_gbs"), not args.no_check)
+            case_impls = {k: f for k, f in impls.items() if k != "eager" or dt in eager_dtypes or not gpu}
+            result["rows"] += run_case(name, shape, dt, case_impls, device, result.get("copy_gbs"),
+                                       not args.no_check)
             if args.out:
                 _write(args.out, result)
             if gpu:

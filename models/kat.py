@@ -18,10 +18,7 @@ from mobiledeploy.errors import UserError
 from ._registry import ModelCfg, register_model
 from .checkpoint import register_key_mapper
 from .grkan import GRKAN
-
-
-def _exporting() -> bool:
-    return torch.compiler.is_exporting() or torch.jit.is_tracing()
+from .grkan.layer import tracing_for_export as _exporting
 
 
 class PatchEmbed(nn.Module):

@@ -174,3 +174,45 @@ def test_gelu_fit_is_reproducible():
     stored = torch.tensor(INITS["gelu"][0], dtype=torch.float64)
     assert torch.allclose(a, stored, rtol=1e-5, atol=1e-7)
     assert math.isclose(b[1].item(), INITS["gelu"][1][1], rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_explicit_backward_matches_autograd(dtype):
+    from mobiledeploy.models.grkan.reference import grkan_reference_backward
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(2, 9, 96, generator=g) * 2).to(dtype)
+    dy = torch.randn(2, 9, 96, generator=g).to(dtype)
+    a, b = init_coefficients("swish", 8)
+    b = b + 0.05 * torch.randn(b.shape, generator=g)
+    b[:, 2] = 0  # sign(0) = 0, as autograd of abs
+    leaves = [t.detach().double().requires_grad_() for t in (x, a, b)]
+    grkan_reference(*leaves).backward(dy.double())
+    got = grkan_reference_backward(dy, x, a, b)
+    assert [t.dtype for t in got] == [dtype, torch.float32, torch.float32]
+    for t, leaf in zip(got, leaves):
+        assert ((t.double() - leaf.grad).norm() / leaf.grad.norm()).item() <= 1e-6
+
+
+def test_op_fallback_without_triton_trains(monkeypatch):
+    # The custom op's non-Triton path (CPU without TRITON_INTERPRET, or no triton installed).
+    from mobiledeploy.models.grkan import op
+
+    monkeypatch.setattr(op, "_use_triton", lambda x: False)
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 64)
+    m = GRKAN(8, "swish", backend="triton")
+    with torch.no_grad():
+        m.weight_denominator.add_(0.05 * torch.randn(8, 4))
+    ref = GRKAN(8, "swish", backend="reference")
+    ref.load_state_dict(m.state_dict())
+    for f in (lambda t: m(t), lambda t: op.grkan_fwd(t, m.weight_numerator, m.weight_denominator, True)):
+        xs = x.clone().requires_grad_()
+        m.zero_grad()
+        f(xs).square().sum().backward()
+        xr = x.clone().requires_grad_()
+        ref.zero_grad()
+        ref(xr).square().sum().backward()
+        assert torch.allclose(xs.grad, xr.grad, rtol=1e-5, atol=1e-6)
+        for p, q in zip(m.parameters(), ref.parameters()):
+            assert torch.allclose(p.grad, q.grad, rtol=1e-5, atol=1e-6)

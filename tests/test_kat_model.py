@@ -178,3 +178,47 @@ def test_cli_lists_kat_models(capsys):
     assert rows["kat_tiny_patch16_224"]["params"] == 5_718_328
     assert all(r["family"] == "kat" for r in rows.values())
     assert all(any("kat" in f.lower() for f in r["weights_formats"]) for r in rows.values())
+
+
+def test_export_check_ignores_is_exporting_as_torch_2_11_compile_folds_it(monkeypatch):
+    # torch 2.11's Dynamo folds torch.compiler.is_exporting() to True under torch.compile (this torch
+    # reads the flag instead), so the path choice must read the flag itself.
+    from mobiledeploy.models.grkan.layer import tracing_for_export
+
+    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)
+    assert tracing_for_export() is False
+    monkeypatch.setattr(torch.compiler, "_is_exporting_flag", True)
+    assert tracing_for_export() is True
+
+
+def test_compile_keeps_grkan_ops_opaque_and_sdpa():
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+
+    torch._dynamo.reset()
+    model = randomize_(KAT(64, 2, 2, img_size=32, patch_size=16, num_classes=10, backend="triton"))
+    graphs = {}
+
+    def keep(kind):
+        def compiler(gm, example_inputs):
+            graphs[kind] = [str(n.target) for n in gm.graph.nodes if n.op == "call_function"]
+            return make_boxed_func(gm.forward)
+        return compiler
+
+    compiled = torch.compile(model, fullgraph=True, backend=aot_autograd(fw_compiler=keep("fw"), bw_compiler=keep("bw")))
+    x = torch.randn(2, 3, 32, 32)
+    compiled(x).square().sum().backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    torch._dynamo.reset()
+    assert sum("mobiledeploy.grkan_fwd" in t for t in graphs["fw"]) == 4, graphs["fw"]
+    assert sum("mobiledeploy.grkan_bwd" in t for t in graphs["bw"]) == 4, graphs["bw"]
+    for kind in ("fw", "bw"):
+        assert not any(t.startswith(("aten.abs", "aten.sgn", "aten.sign")) for t in graphs[kind]), graphs[kind]
+    assert any("scaled_dot_product" in t for t in graphs["fw"]), graphs["fw"]
+    model.zero_grad()
+    for m in model.modules():
+        if hasattr(m, "backend"):
+            m.backend = "reference"
+    model(x).square().sum().backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(got[n], p.grad, rtol=1e-4, atol=1e-6), n

@@ -13,6 +13,7 @@ decoration time whether a kernel is compiled or interpreted.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -232,6 +233,7 @@ def _candidates(kind: str, bc: int, elem: int) -> list[Config]:
 
 
 _TUNED: dict[tuple, Config] = {}
+_FORCED_ENV = {"fwd": "MOBILEDEPLOY_GRKAN_FWD_CONFIG", "bwd": "MOBILEDEPLOY_GRKAN_BWD_CONFIG"}
 
 
 def _tuning_enabled(x: torch.Tensor) -> bool:
@@ -242,14 +244,15 @@ def _tuning_enabled(x: torch.Tensor) -> bool:
 
 def _pick(kind: str, x: torch.Tensor, C: int, dg: int, M: int, run) -> Config:
     """Time the candidates once per (kind, device, C, group size, dtype, M bucket); cache the fastest."""
-    bc = block_c(dg)
-    cands = _candidates(kind, bc, x.element_size())
-    forced = os.environ.get(f"MOBILEDEPLOY_GRKAN_{kind.upper()}_CONFIG")
+    forced = os.environ.get(_FORCED_ENV[kind])
     if forced:  # "block_m,num_warps[,iters]": for sweeps in benchmarks
         return Config(*(int(v) for v in forced.split(",")))
-    key = (kind, x.device.index, C, dg, x.dtype, triton.next_power_of_2(M))
-    if key in _TUNED:
-        return _TUNED[key]
+    # The cache is looked up before anything else is built: this runs on every call.
+    key = (kind, x.device, C, dg, x.dtype, M.bit_length())
+    cfg = _TUNED.get(key)
+    if cfg is not None:
+        return cfg
+    cands = _candidates(kind, block_c(dg), x.element_size())
     if not _tuning_enabled(x) or len(cands) == 1:
         return cands[0]
     from triton.testing import do_bench
@@ -260,13 +263,18 @@ def _pick(kind: str, x: torch.Tensor, C: int, dg: int, M: int, run) -> Config:
     return best
 
 
-def _geometry(x: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int, int, bool, bool]:
+def _geometry(x: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int, int, int, int, bool]:
     C = x.shape[-1]
     G = b.shape[0]
+    return (C, x.numel() // C, G) + _group_tiles(C, G)
+
+
+@functools.lru_cache(maxsize=None)
+def _group_tiles(C: int, G: int) -> tuple[int, int, int, bool]:
+    """(group size, tile width, tiles per group, tile width divides the group) for C channels in G groups."""
     dg = C // G
     bc = block_c(dg)
-    cpg = triton.cdiv(dg, bc)
-    return C, x.numel() // C, G, dg, bc, cpg, dg % bc == 0
+    return dg, bc, triton.cdiv(dg, bc), dg % bc == 0
 
 
 def forward(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

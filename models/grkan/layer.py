@@ -10,16 +10,24 @@ import torch.nn as nn
 from mobiledeploy.errors import UserError
 
 from .init import init_coefficients
-from .op import grkan_fwd, has_triton
+from .op import grkan, has_triton
 from .reference import check_shapes, grkan_reference
 
 BACKENDS = ("auto", "reference", "triton")
 BACKEND_ENV = "MOBILEDEPLOY_GRKAN_BACKEND"
 
 
-def _tracing_for_export() -> bool:
-    """True while torch.export / torch.jit trace the model: they must see plain elementwise ops."""
-    return torch.compiler.is_exporting() or torch.jit.is_tracing() or torch.jit.is_scripting()
+def tracing_for_export() -> bool:
+    """True while torch.export / torch.jit trace the model: they must see plain elementwise ops.
+
+    Reads torch.compiler's flag rather than calling is_exporting(): Dynamo in torch 2.11 constant-folds
+    is_exporting() to True under plain torch.compile too, which sent compiled models down the
+    reference path (its abs/sgn math then landed inside Inductor instead of our op, and attention
+    lost SDPA).
+    """
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    exporting = torch.compiler.is_exporting() if flag is None else flag
+    return exporting or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 class GRKAN(nn.Module):
@@ -48,11 +56,11 @@ class GRKAN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_shapes(x, self.weight_numerator, self.weight_denominator)
         if self._use_op(x):
-            return grkan_fwd(x, self.weight_numerator, self.weight_denominator, self.deterministic)
+            return grkan(x, self.weight_numerator, self.weight_denominator, self.deterministic)
         return grkan_reference(x, self.weight_numerator, self.weight_denominator)
 
     def _use_op(self, x: torch.Tensor) -> bool:
-        if self.backend == "reference" or _tracing_for_export():
+        if self.backend == "reference" or tracing_for_export():
             return False
         if self.backend == "triton":
             return True

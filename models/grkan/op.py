@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from .reference import grkan_reference
+from .reference import grkan_reference, grkan_reference_backward
 
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
 
@@ -41,9 +41,21 @@ def _kernels():
 def grkan_fwd(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
               deterministic: bool) -> torch.Tensor:
     """y = P(x)/Q(x) over the last dim; `deterministic` selects the backward's reduction."""
+    return _forward_impl(x, numerator, denominator)
+
+
+def _forward_impl(x, numerator, denominator):
     if _use_triton(x):
         return _kernels().forward(x, numerator, denominator)
     return grkan_reference(x, numerator, denominator).contiguous()
+
+
+def _backward_impl(grad, x, numerator, denominator, deterministic):
+    if _use_triton(x):
+        return _kernels().backward(grad, x, numerator, denominator, deterministic)
+    # Explicit formulas: autograd does not record inside a custom op's backend implementation.
+    dx, dn, dd = grkan_reference_backward(grad, x, numerator, denominator)
+    return dx.contiguous(), dn, dd
 
 
 @grkan_fwd.register_fake
@@ -55,15 +67,7 @@ def _(x, numerator, denominator, deterministic):
 def grkan_bwd(grad: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
               deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, d numerator, d denominator) for the upstream gradient `grad`."""
-    if _use_triton(x):
-        return _kernels().backward(grad, x, numerator, denominator, deterministic)
-    with torch.enable_grad():
-        xs = x.detach().requires_grad_()
-        ns = numerator.detach().requires_grad_()
-        ds = denominator.detach().requires_grad_()
-        y = grkan_reference(xs, ns, ds)
-        dx, dn, dd = torch.autograd.grad(y, (xs, ns, ds), grad.to(y.dtype))
-    return dx.contiguous(), dn, dd
+    return _backward_impl(grad, x, numerator, denominator, deterministic)
 
 
 @grkan_bwd.register_fake
@@ -86,7 +90,28 @@ def _backward(ctx, grad):
 grkan_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _GRKANFunction(torch.autograd.Function):
+    """The eager path: the same kernels as the custom ops without the dispatcher's Python round trips
+    (custom-op dispatch, its torch.compile-disable wrapper, the registered-autograd shim), which cost
+    more host time per call than the kernels' device time at KAT-T sizes."""
+
+    @staticmethod
+    def forward(ctx, x, numerator, denominator, deterministic):
+        ctx.save_for_backward(x, numerator, denominator)
+        ctx.deterministic = deterministic
+        return _forward_impl(x, numerator, denominator)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, numerator, denominator = ctx.saved_tensors
+        dx, dn, dd = _backward_impl(grad, x, numerator, denominator, ctx.deterministic)
+        return dx, dn, dd, None
+
+
 def grkan(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
           deterministic: bool = True) -> torch.Tensor:
-    """Differentiable GR-KAN through the custom op (Triton where available)."""
-    return grkan_fwd(x, numerator, denominator, deterministic)
+    """Differentiable GR-KAN (Triton where available): the custom op while torch.compile traces
+    (one opaque node), a plain autograd.Function in eager mode (less host overhead)."""
+    if torch.compiler.is_compiling():
+        return grkan_fwd(x, numerator, denominator, deterministic)
+    return _GRKANFunction.apply(x, numerator, denominator, deterministic)

@@ -55,3 +55,34 @@ def grkan_reference(x: torch.Tensor, numerator: torch.Tensor, denominator: torch
 def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # No cast node at all when the dtype already matches: exported graphs stay minimal.
     return t if t.dtype == dtype else t.to(dtype)
+
+
+def grkan_reference_backward(grad: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor,
+                             denominator: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, d numerator, d denominator) by the explicit formulas, without autograd (usable inside ops).
+
+    Same math as the Triton backward: dL/dP = g/Q, dL/dQ = -g P/Q², d|x|/dx = sign(x), d|b|/db = sign(b).
+    """
+    groups = check_shapes(x, numerator, denominator)
+    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xg = _as(x, cdt).unflatten(-1, (groups, x.shape[-1] // groups))
+    g = _as(grad, cdt).reshape(xg.shape)
+    a = _as(numerator, cdt).reshape(6)
+    braw = _as(denominator, cdt)
+    b = braw.abs().unsqueeze(-1)
+    ax = xg.abs()
+    p = ((((a[5] * xg + a[4]) * xg + a[3]) * xg + a[2]) * xg + a[1]) * xg + a[0]
+    dp = (((5 * a[5] * xg + 4 * a[4]) * xg + 3 * a[3]) * xg + 2 * a[2]) * xg + a[1]
+    q = (((b[:, 3] * ax + b[:, 2]) * ax + b[:, 1]) * ax + b[:, 0]) * ax + 1.0
+    dq = ((4 * b[:, 3] * ax + 3 * b[:, 2]) * ax + 2 * b[:, 1]) * ax + b[:, 0]
+    t = g / q
+    u = -t * p / q
+    dx = t * dp + u * dq * torch.sign(xg)
+    lead = tuple(range(xg.dim() - 2))  # every dim but (group, channel-in-group)
+    powers = [torch.ones_like(xg), xg]
+    for _ in range(4):
+        powers.append(powers[-1] * xg)
+    da = torch.stack([(t * pw).sum(lead).sum(-1).sum(-1) for pw in powers])
+    db = torch.stack([(u * pw.abs()).sum(lead).sum(-1) for pw in powers[1:5]], 1) * torch.sign(braw)
+    return (_as(dx.flatten(-2), x.dtype), _as(da.reshape(numerator.shape), numerator.dtype),
+            _as(db, denominator.dtype))

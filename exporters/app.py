@@ -29,18 +29,29 @@ from .app_input import AppInput, InputSpec, check_layout
 
 APP_TARGETS = ("tflite", "onnx", "ort")  # those whose input layout we choose (Core ML takes an ImageType)
 SUFFIX_TARGET = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort", ".mlpackage": "coreml"}
-# int8 is judged against PyTorch fp32 by stated, looser bars (accuracy is measured on the trained
-# model in tests and BENCHMARKS.md; the parity batch mixes random-noise inputs, far outside any
-# calibration set, where int8 errors reach ~0.3). A broken quantization (rel L2 ~1) still fails.
-INT8_TOLERANCE = {"rel_l2": 0.5, "top1_agreement": 0.5}
+# int8 is judged against PyTorch fp32 on images of its calibration domain (exporters.parity.JUDGED_ON:
+# the calibration folder's images, else the scikit-image photos and crops of them; random-noise figures
+# stay in the manifest for information): worst rel L2 over those images, mean top-1 agreement.
+# Measured worst cases (coremltools 9.0, ai-edge-quantizer 0.10, onnxruntime 1.32; 9 judged images):
+# - TFLite/ONNX (weights and activations int8): TFLite 0.35 / top-1 5/9 on random-weight
+#   mobilenetv2_035 @96 (0.20 / 7/9 for mobilenetv2_100 @224), 0.12 / 9/9 on the trained digits model
+#   calibrated on digits; ONNX ≤ 0.10 / ≥ 7/9 everywhere. Fails, as it should: TFLite digits
+#   calibrated on photos (0.59; its held-out accuracy drops from 98.6 % to 88 %).
+# - Core ML (weights only, activations float): int8 linear ≤ 0.024, 6-bit palettes ≤ 0.14 (top-1 ≥ 7/9);
+#   4-bit per-tensor palettes measure 0.23 / 5/9 and fail this bar.
+# Random-weight logits are nearly tied (top-2 gaps ~1e-9 of ~1e-8), hence the low top-1 bars; accuracy
+# itself is held by the trained digits model's tests (≤ 1 point drop) and BENCHMARKS.md.
+INT8_TOLERANCE = {"rel_l2": 0.4, "top1_agreement": 0.5}  # TFLite / ONNX
+INT8_WEIGHTS_TOLERANCE = {"rel_l2": 0.2, "top1_agreement": 2 / 3}  # Core ML weight compression
 N_AGREEMENT = 32  # calibration-style photos on which an int8 artifact is compared with its fp32 self
 
 
 def register_tolerance() -> None:
-    """Give the parity check a bar for int8 artifacts."""
+    """Give the parity check its bars for int8 artifacts (int8_weights: named by Core ML's compression step)."""
     from . import parity
 
     parity.TOLERANCES.setdefault("int8", dict(INT8_TOLERANCE))
+    parity.TOLERANCES.setdefault("int8_weights", dict(INT8_WEIGHTS_TOLERANCE))
 
 
 def read_labels(path: str | Path) -> list[str]:
@@ -207,7 +218,8 @@ def _quantize_in_place(req: Any, result: Any, kind: str) -> None:
         run = Q.RUNNERS[kind]
         agreement = Q.compare(run(fp32, x), run(out, x))
         info |= {"size": Q.size_report(fp32, out), "vs_fp32": agreement,
-                 "calibration": str(req.options.get("calibration") or "scikit-image photos + augmentations")}
+                 "calibration": str(req.options.get("calibration") or "scikit-image photos + augmentations"),
+                 "calibration_dir": _calibration_dir(req)}
         shutil.copyfile(out, art)
     result.extra["quantization"] = info
     if kind == "tflite" and info["io_dtype"] == "int8":
@@ -217,6 +229,12 @@ def _quantize_in_place(req: Any, result: Any, kind: str) -> None:
         q_in = it.get_input_details()[0]["quantization"]
         result.inputs[0]["dtype"] = "int8"
         result.inputs[0]["quantization"] = {"scale": float(q_in[0]), "zero_point": int(q_in[1])}
+
+
+def _calibration_dir(req: Any) -> str | None:
+    """The user's calibration folder (absolute), where the parity check draws the images int8 is judged on."""
+    d = req.options.get("calibration")
+    return str(Path(d).resolve()) if d else None
 
 
 def _hw(req: Any, result: Any) -> tuple[int, int]:
@@ -235,28 +253,23 @@ def _compress_coreml_in_place(req: Any, result: Any) -> None:
         out = Path(tmp) / "int8.mlpackage"
         info = Q.compress_coreml(art, out, mode)
         info["size"] = Q.size_report(art, out)
-        info["vs_fp32"] = _coreml_agreement(req, art, out, Path(tmp))
+        info["vs_fp32"] = _coreml_agreement(req, art, out)
+        info["calibration_dir"] = _calibration_dir(req)
+        info["bar"] = "int8_weights"
         shutil.rmtree(art)
         shutil.copytree(out, art)
     result.extra["quantization"] = info
 
 
-def _coreml_agreement(req: Any, fp: Path, compressed: Path, tmp: Path) -> dict[str, Any]:
+def _coreml_agreement(req: Any, fp: Path, compressed: Path) -> dict[str, Any]:
     """Top-1 agreement of compressed vs float weights on photos, both run by the reference interpreter.
 
-    No Core ML runtime exists off macOS: the compressed weights are decoded by coremltools
-    (`decompress_weights`) first, so this checks the stored weights, not the phone's int8 kernels.
+    No Core ML runtime exists off macOS: the interpreter decompresses the constexpr ops as the MIL
+    spec defines them, so this checks the stored weights, not the phone's kernels.
     """
-    from mobiledeploy.errors import require
-
-    ct = require("coremltools", "coreml")
-    opt = require("coremltools.optimize.coreml", "coreml")
     from .mlinterp import CoreMLModel
 
-    decoded = tmp / "decoded.mlpackage"
-    with Q._quiet_progress():
-        opt.decompress_weights(ct.models.MLModel(str(compressed), skip_model_load=True)).save(str(decoded))
-    a, b = CoreMLModel(fp), CoreMLModel(decoded)
+    a, b = CoreMLModel(fp), CoreMLModel(compressed)
     name = next(iter(a.program.inputs))
     outs = [o.name for o in a.description.output]
     key = "logits" if "logits" in outs else outs[0]
@@ -270,7 +283,7 @@ def _coreml_agreement(req: Any, fp: Path, compressed: Path, tmp: Path) -> dict[s
         feeds = list(Q.to_input(imgs, "nchw", (0.0, 1.0), req.mean, req.std)[:, None])
     ya = np.concatenate([np.asarray(a.predict({name: f})[key]).reshape(1, -1) for f in feeds])
     yb = np.concatenate([np.asarray(b.predict({name: f})[key]).reshape(1, -1) for f in feeds])
-    return Q.compare(ya, yb) | {"note": "weights decoded by coremltools, run by mobiledeploy's reference interpreter"}
+    return Q.compare(ya, yb) | {"note": "compressed weights decoded and run by mobiledeploy's reference interpreter"}
 
 
 # --- after export --------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
     m = _export(digits, inputs, out, "-t", "tflite", "--precision", "int8", "--calibration",
                 str(inputs / "calib"), "--bundle")
     assert m["precision"] == "int8" and m["verified"] is True
+    # Judged on images of its --calibration folder (digits), not on photos or random noise (reported only).
+    p = m["parity"]
+    assert p["n_samples"] == 9 and all(n.startswith("calib:") for n in p["inputs"]), p["inputs"]
+    assert p["tolerance"] == {"rel_l2": 0.4, "top1_agreement": 0.5} and p["rel_l2"] <= 0.25, p
+    assert any(n.startswith("random:") for n in p["informational"]["inputs"])
     assert m["inputs"][0]["layout"] == "NHWC" and m["inputs"][0]["shape"] == [1, 32, 32, 3]
     q = m["target_info"]["quantization"]
     assert q["size"]["reduction"] >= 2.0 and q["io_dtype"] == "float32"
@@ -114,6 +119,9 @@ def test_onnx_int8_via_cli(digits, inputs, tmp_path):
     m = _export(digits, inputs, out, "-t", "onnx", "--precision", "int8", "--layout", "nhwc")
     assert m["verified"] is True and m["precision"] == "int8"
     assert m["target_info"]["quantization"]["calibration"].startswith("scikit-image")
+    # Default calibration: judged on the photos and held-out crops of them (measured rel L2 0.10).
+    assert all(n.startswith(("photo:", "crop:")) for n in m["parity"]["inputs"]) and m["parity"]["n_samples"] == 9
+    assert m["parity"]["rel_l2"] <= 0.2, m["parity"]
     g = onnx.load(str(out / m["artifact"]))
     assert "QuantizeLinear" in {n.op_type for n in g.graph.node}
     assert {p.key: p.value for p in g.metadata_props}["precision"] == "int8"

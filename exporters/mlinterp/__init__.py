@@ -1,8 +1,10 @@
 """Reference interpreter for Core ML ML programs: runs an .mlpackage on the CPU with numpy/torch.
 
 Semantics follow the MIL op definitions in coremltools (mil/ops/defs). fp16 values stay fp16: an op
-whose type is fp16 computes in fp32 and rounds its result to fp16 once. Unknown ops, symbolic shapes
-and fractional nearest upsampling are refused with a message naming the op.
+whose type is fp16 computes in fp32 and rounds its result to fp16 once. Compressed weights (the
+iOS16-18 constexpr_* ops: int8/int4 quantization, n-bit palettization, sparsity) are decompressed once,
+at load time. Unknown ops, symbolic shapes and fractional nearest upsampling are refused with a
+message naming the op.
 """
 
 from __future__ import annotations

@@ -8,12 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MLInterpError
+from .values import bit_width, dtype_name, unpack_bits
 
 # MILBlob storage format (coremltools mlmodel/src/MILBlob/Blob/StorageFormat.hpp): a 64-byte header
 # (uint32 count, uint32 version=2, reserved) then, per blob, 64-byte metadata (uint32 sentinel 0xDEADBEEF,
 # uint32 dtype, uint64 size in bytes, uint64 data offset, reserved) and the data, 64-byte aligned.
+# Sub-byte blobs hold ceil(n·bits/8) bytes, packed LSB first (the codes 8-13 are those coremltools 9
+# writes for int4/uint1/uint2/uint4/uint3/uint6, read back from its own files).
 _SENTINEL = 0xDEADBEEF
-_BLOB_DTYPES = {1: np.float16, 2: np.float32, 3: np.uint8, 4: np.int8}
+_BLOB_TYPES = {1: "fp16", 2: "fp32", 3: "uint8", 4: "int8", 8: "int4", 9: "uint1", 10: "uint2", 11: "uint4",
+               12: "uint3", 13: "uint6"}
 _META = np.dtype([("sentinel", "<u4"), ("dtype", "<u4"), ("size", "<u8"), ("offset", "<u8"), ("reserved", "<u8", 5)])
 
 
@@ -34,16 +38,18 @@ class BlobFile:
         meta = self.data[offset : offset + 64].view(_META)[0]
         if int(meta["sentinel"]) != _SENTINEL:
             raise MLInterpError(f"{self.path}: no blob metadata at offset {offset} (bad sentinel)")
-        code = int(meta["dtype"])
-        if code in _BLOB_DTYPES and np.dtype(_BLOB_DTYPES[code]) != np.dtype(dtype):
-            raise MLInterpError(
-                f"{self.path}@{offset}: blob holds {np.dtype(_BLOB_DTYPES[code]).name}, program declares {np.dtype(dtype).name}"
-            )
+        code, want = int(meta["dtype"]), dtype_name(dtype)
+        if code in _BLOB_TYPES and _BLOB_TYPES[code] != want:
+            raise MLInterpError(f"{self.path}@{offset}: blob holds {_BLOB_TYPES[code]}, program declares {want}")
         count = int(np.prod(shape, dtype=np.int64))
+        bits = bit_width(dtype)
         size, start = int(meta["size"]), int(meta["offset"])
-        if size != count * np.dtype(dtype).itemsize or start + size > self.data.size:
-            raise MLInterpError(f"{self.path}@{offset}: blob of {size} bytes does not fit shape {shape} {np.dtype(dtype).name}")
-        return np.array(self.data[start : start + size].view(dtype).reshape(shape))
+        if size != -(-count * bits // 8) or start + size > self.data.size:
+            raise MLInterpError(f"{self.path}@{offset}: blob of {size} bytes does not fit shape {shape} {want}")
+        raw = self.data[start : start + size]
+        if bits < 8:
+            return unpack_bits(raw, bits, count, np.dtype(dtype).kind == "i").astype(dtype).reshape(shape)
+        return np.array(raw.view(dtype).reshape(shape))
 
 
 def read_mlpackage(path: str | Path):

@@ -54,7 +54,8 @@ class MLProgram:
                 self.consts[out.name] = decode_value(op.attributes["val"], root, blobs, where)
                 continue
             if op.type.startswith("constexpr_"):
-                raise UnsupportedOpError(f"{where}: compressed weights ({op.type}) are not supported")
+                self._fold_constexpr(op, where, root, blobs)
+                continue
             args: dict[str, Any] = {}
             for key, arg in op.inputs.items():
                 binds = [b.name if b.WhichOneof("binding") == "name"
@@ -69,6 +70,27 @@ class MLProgram:
             get_op(op.type, where)  # refuse unknown ops at load time, before anything runs
             self.steps.append(_Step(op.type, where, args, outs))
 
+    def _fold_constexpr(self, op, where: str, root: Path, blobs: dict) -> None:
+        """Decompress a compile-time op (compressed weights) once, at load time, into a constant.
+
+        iOS16 constexpr ops carry their parameters as attributes; iOS17/18 ones as inputs bound to
+        consts (or to the result of another constexpr op, e.g. a quantized lookup table).
+        """
+        args: dict[str, Any] = {k: decode_value(v, root, blobs, f"{where}.{k}")
+                                for k, v in op.attributes.items() if k != "name"}
+        for key, arg in op.inputs.items():
+            if len(arg.arguments) != 1:
+                raise ProgramTypeError(f"{where}: input {key!r} has {len(arg.arguments)} arguments")
+            b = arg.arguments[0]
+            if b.WhichOneof("binding") != "name":
+                args[key] = decode_value(b.value, root, blobs, f"{where}.{key}")
+            elif b.name in self.consts:
+                args[key] = self.consts[b.name]
+            else:
+                raise ProgramTypeError(f"{where}: input {key!r} is bound to {b.name!r}, which is not a constant")
+        outs = [(o.name, declared_type(o.type, f"{where} output {o.name!r}")) for o in op.outputs]
+        self.consts.update(_call(_Step(op.type, where, {}, outs), args))
+
     def run(self, feeds: Mapping[str, np.ndarray], keep: bool = False) -> dict[str, Any]:
         """Block outputs for the function inputs `feeds` (exact declared dtypes and shapes required)."""
         env: dict[str, Any] = dict(self.consts)
@@ -77,19 +99,22 @@ class MLProgram:
                 raise MLInterpError(f"missing input {name!r} (inputs: {', '.join(self.inputs)})")
             env[name] = _check(np.asarray(feeds[name]), ("tensor", dtype, shape), f"input {name!r}")
         for step in self.steps:
-            kwargs = {k: _resolve(v, env) for k, v in step.args.items()}
-            try:
-                res = get_op(step.op_type, step.where)(**kwargs)
-            except MLInterpError as e:
-                raise type(e)(f"{step.where}: {e.message}", e.hint) from None
-            except TypeError as e:  # an input the op definition does not have
-                raise UnsupportedOpError(f"{step.where}: {e}") from None
-            res = res if isinstance(res, tuple) else (res,)
-            if len(res) != len(step.outputs):
-                raise ProgramTypeError(f"{step.where}: {len(res)} results for {len(step.outputs)} declared outputs")
-            for val, (name, decl) in zip(res, step.outputs):
-                env[name] = _check(val, decl, f"{step.where} output {name!r}")
+            env.update(_call(step, {k: _resolve(v, env) for k, v in step.args.items()}))
         return dict(env) if keep else {n: env[n] for n in self.output_names}
+
+
+def _call(step: _Step, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run one op on resolved inputs; its results by output name, each checked against its declared type."""
+    try:
+        res = get_op(step.op_type, step.where)(**kwargs)
+    except MLInterpError as e:
+        raise type(e)(f"{step.where}: {e.message}", e.hint) from None
+    except TypeError as e:  # an input the op definition does not have
+        raise UnsupportedOpError(f"{step.where}: {e}") from None
+    res = res if isinstance(res, tuple) else (res,)
+    if len(res) != len(step.outputs):
+        raise ProgramTypeError(f"{step.where}: {len(res)} results for {len(step.outputs)} declared outputs")
+    return {name: _check(val, decl, f"{step.where} output {name!r}") for val, (name, decl) in zip(res, step.outputs)}
 
 
 def _resolve(arg: Any, env: dict[str, Any]) -> Any:
@@ -116,7 +141,7 @@ def _check(val: Any, decl: tuple, where: str) -> Any:
             raise ProgramTypeError(f"{where}: expected a string")
         return val
     arr = np.asarray(val)
-    if arr.dtype != np.dtype(dtype):
+    if arr.dtype != np.dtype(dtype) or dtype_name(arr.dtype) != dtype_name(dtype):  # names: uint4 ≠ uint8
         raise ProgramTypeError(f"{where}: computes {dtype_name(arr.dtype)} but the program declares {dtype_name(dtype)}")
     if arr.shape != tuple(shape):
         raise ProgramTypeError(f"{where}: computes shape {arr.shape} but the program declares {tuple(shape)}")

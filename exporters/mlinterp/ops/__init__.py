@@ -1,3 +1,3 @@
 """MIL op implementations; importing this package registers them all."""
 
-from . import activation, classify, conv, elementwise, image, linear, normalization, pool, reduction, tensor  # noqa: F401
+from . import activation, classify, constexpr, conv, elementwise, image, linear, normalization, pool, reduction, tensor  # noqa: F401

@@ -53,9 +53,13 @@ stage "stage 0: versions and package import" versions.txt "$(cap 20 300)" bash -
     $PY -c \"import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)\"
     $PY -c \"import mobiledeploy.models.grkan as g, mobiledeploy.models.kat as k; print('package import ok:', g.__file__)\""
 
-# 4 shapes × fp32/bf16; eager (fp32 only), compile, ours, ours_v1 (previous kernels), ours_atomic.
+# 4 shapes × fp32/bf16; eager (fp32 only), compile, ours (v2 kernels), ours_v1 (previous kernels),
+# ours_atomic (v2, fp32 only). Without a GPU (a dry run of this script) the kernels run in Triton's
+# interpreter at a tiny size, error columns only.
+INTERP=()
+$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null || INTERP=(env TRITON_INTERPRET=1)
 stage "stage 1: benchmarks/grkan.py" grkan.log "$(cap 110 190)" \
-    $PY "$REPO/benchmarks/grkan.py" --eager-dtypes fp32 --out "$OUT/grkan.json"
+    "${INTERP[@]}" $PY "$REPO/benchmarks/grkan.py" --eager-dtypes fp32 --out "$OUT/grkan.json"
 
 stage "stage 2: benchmarks/kat_train.py (ViT-T vs KAT-T, eager and compiled, 5 rounds × 20 steps)" kat_train.log \
     "$(cap 160 30)" $PY "$REPO/benchmarks/kat_train.py" --models vit,kat,vit_compile,kat_compile --rounds 5 \

@@ -5,7 +5,8 @@ GB/s next to the copy bandwidth measured in the same run, and the error of y, dx
 Bytes counted: forward 2·N·s (read x, write y), forward+backward 5·N·s (+ read x and dy, write dx);
 at fp32 that is the 8 B and 20 B per element of the roofline in FINDINGS.md.
 
-Times: "graph" = CUDA-graph replay with an L2 flush before every call (device time only), "stream" =
+Rows: eager, compile, ours (v2 kernels), ours_v1 (v1 kernels), ours_atomic (v2, atomic coefficient sums;
+first dtype only). Times: "graph" = CUDA-graph replay with an L2 flush before every call (device time only), "stream" =
 triton's do_bench (includes the host's launch overhead when it exceeds the device time).
 
     python benchmarks/grkan.py [--shapes kat_t_act1,...] [--dtypes fp32,bf16] [--out results.json]
@@ -111,14 +112,26 @@ def copy_bandwidth(numel: int) -> float:
 
 
 def implementations(compile_: bool) -> dict:
-    from mobiledeploy.models.grkan import grkan, grkan_reference
+    from mobiledeploy.models.grkan import grkan_reference
 
     impls = {"eager": grkan_reference}
     if compile_:
         impls["compile"] = torch.compile(grkan_reference, dynamic=False)
-    impls["ours"] = lambda x, a, b: grkan(x, a, b, True)
-    impls["ours_atomic"] = lambda x, a, b: grkan(x, a, b, False)
+    impls["ours"] = _ours("v2", True)
+    impls["ours_v1"] = _ours("v1", True)  # the previous kernels, same run, same timing method
+    impls["ours_atomic"] = _ours("v2", False)
     return impls
+
+
+def _ours(version: str, deterministic: bool):
+    """Our op with the kernel generation pinned (kernels.VERSION is read at every launch, backward too)."""
+    from mobiledeploy.models.grkan import grkan, kernels
+
+    def f(x, a, b):
+        kernels.VERSION = version
+        return grkan(x, a, b, deterministic)
+
+    return f
 
 
 def run_case(name: str, shape: tuple[int, int, int], dt: str, impls: dict, device: str, copy_gbs: float | None,
@@ -149,17 +162,21 @@ def run_case(name: str, shape: tuple[int, int, int], dt: str, impls: dict, devic
         def fwd_bwd():
             return torch.autograd.grad(f(xg, ag, bg), (xg, ag, bg), dy)
 
+        interp_only = device == "cpu" and impl.startswith("ours")
         try:
-            if impl != "ours_atomic":
+            if interp_only:
+                pass
+            elif impl != "ours_atomic":
                 row["fwd_ms"] = bench_graph(fwd) if device == "cuda" else bench_cpu(fwd)
                 if device == "cuda":
                     row["fwd_stream_ms"] = bench_stream(fwd)
-            row["fwdbwd_ms"] = bench_graph(fwd_bwd) if device == "cuda" else bench_cpu(fwd_bwd)
-            if device == "cuda":
-                row["fwdbwd_stream_ms"] = bench_stream(fwd_bwd)
+            if not interp_only:
+                row["fwdbwd_ms"] = bench_graph(fwd_bwd) if device == "cuda" else bench_cpu(fwd_bwd)
+                if device == "cuda":
+                    row["fwdbwd_stream_ms"] = bench_stream(fwd_bwd)
+                row["fwdbwd_gbs"] = 5 * n * es / row["fwdbwd_ms"] / 1e6
             if "fwd_ms" in row:
                 row["fwd_gbs"] = 2 * n * es / row["fwd_ms"] / 1e6
-            row["fwdbwd_gbs"] = 5 * n * es / row["fwdbwd_ms"] / 1e6
             if copy_gbs:
                 if "fwd_gbs" in row:
                     row["fwd_pct_copy"] = 100 * row["fwd_gbs"] / copy_gbs
@@ -230,6 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         shapes = {k: (2,) + v[1:] for k, v in shapes.items()}
         impls = {"eager": implementations(False)["eager"]}
         result["note"] = "CPU only: eager reference at batch 2; GPU numbers need a GPU"
+        if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+            # Triton's interpreter: the kernels' error columns only (interpreted times mean nothing),
+            # at (1, 13, D) so that it takes seconds.
+            shapes = {k: (1, 13, v[2]) for k, v in shapes.items()}
+            impls.update({k: f for k, f in implementations(False).items() if k.startswith("ours")})
+            result["note"] = ("CPU only: eager reference at (1, 13, D); ours* rows: Triton interpreter, error "
+                              "columns only; GPU numbers need a GPU")
+            print("TRITON_INTERPRET=1: shapes (1, 13, D); ours, ours_v1, ours_atomic run interpreted, errors only.",
+                  flush=True)
     else:
         biggest = max(shapes.values(), key=lambda s: s[0] * s[1] * s[2])
         result["copy_gbs"] = copy_bandwidth(biggest[0] * biggest[1] * biggest[2])
@@ -238,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     eager_dtypes = (args.eager_dtypes or args.dtypes).split(",")
     for name, shape in shapes.items():
         for dt in args.dtypes.split(","):
-            case_impls = {k: f for k, f in impls.items() if k != "eager" or dt in eager_dtypes or not gpu}
+            # The atomic mode only on the first dtype: grkan.py has ~110 s in gpu_run.sh.
+            case_impls = {k: f for k, f in impls.items()
+                          if (k != "eager" or dt in eager_dtypes or not gpu)
+                          and (k != "ours_atomic" or dt == args.dtypes.split(",")[0])}
             result["rows"] += run_case(name, shape, dt, case_impls, device, result.get("copy_gbs"),
                                        not args.no_check)
             if args.out:

@@ -19,7 +19,8 @@ from .targets import ExportRequest, TargetResult, register_target
 # Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
 REQUIRES = ("litert_torch", "ai_edge_litert")
 # Flatbuffer passes for every .tflite, in order; issue 7's metadata writer is one more name here.
-FB_PASSES = ["nearest_to_depth_to_space"]
+# The gate multiply goes first: it consumes the 2x resizes feeding a MUL; the rest become DEPTH_TO_SPACE.
+FB_PASSES = ["nearest_gate_broadcast_mul", "nearest_to_depth_to_space"]
 _DTYPES = {np.float32: "float32", np.float16: "float16", np.int32: "int32", np.int64: "int64", np.int8: "int8",
            np.uint8: "uint8"}
 
@@ -64,24 +65,33 @@ def _ver(dist: str) -> str:
 
 
 class _quiet:
-    """Silence the converter's progress lines (fd-level: they come from C++ and absl too)."""
+    """Silence the converter's progress lines: Python-level prints and C++/absl writes to fds 1 and 2."""
 
     def __enter__(self) -> None:
+        import io
+        import sys
+
+        self._py = (sys.stdout, sys.stderr)
+        sys.stdout = sys.stderr = io.StringIO()
         self._saved = [os.dup(1), os.dup(2)]
         self._sink = tempfile.TemporaryFile()
         os.dup2(self._sink.fileno(), 1)
         os.dup2(self._sink.fileno(), 2)
 
     def __exit__(self, *exc: Any) -> None:
+        import sys
+
+        said = sys.stdout.getvalue() if hasattr(sys.stdout, "getvalue") else ""
+        sys.stdout, sys.stderr = self._py
         os.dup2(self._saved[0], 1)
         os.dup2(self._saved[1], 2)
         for fd in self._saved:
             os.close(fd)
         if exc[0] is not None:  # keep what the converter said when it failed: it goes to the traceback
             self._sink.seek(0)
-            tail = self._sink.read()[-4000:].decode(errors="replace")
+            tail = (said + self._sink.read().decode(errors="replace"))[-4000:]
             if tail.strip():
-                os.write(2, tail.encode())
+                sys.stderr.write(tail)
         self._sink.close()
 
 

@@ -6,6 +6,7 @@ the graph is already NHWC and we can choose ops that stay inside the XNNPACK del
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -62,13 +63,13 @@ def run_fb_passes(data: bytes, names: list[str], options: dict | None = None) ->
 
 def op_name(model: Any, op: Any) -> str:
     """The builtin name of an operator (e.g. 'CONV_2D')."""
-    s = schema()
     code = model.operatorCodes[op.opcodeIndex]
     num = max(code.builtinCode, code.deprecatedBuiltinCode)
-    return _BUILTIN_NAMES().get(num, str(num))
+    return _builtin_names().get(num, str(num))
 
 
-def _BUILTIN_NAMES() -> dict[int, str]:
+@functools.lru_cache(maxsize=1)
+def _builtin_names() -> dict[int, str]:
     s = schema()
     return {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -154,6 +155,68 @@ def nearest_to_depth_to_space(model: Any, options: dict) -> int:
             n += 1
         graph.operators = new_ops
     return n
+
+
+@register_fb_pass("nearest_gate_broadcast_mul")
+def nearest_gate_broadcast_mul(model: Any, options: dict) -> int:
+    """x · resize_q(g) → reshape(x, N,h,q,w,q,C) · reshape(g, N,h,1,w,1,C): no upsampled gate is materialised."""
+    s = schema()
+    n = 0
+    for graph in model.subgraphs:
+        users: dict[int, list[Any]] = {}
+        for op in graph.operators:
+            for t in op.inputs:
+                users.setdefault(int(t), []).append(op)
+        outputs = {int(t) for t in (graph.outputs if graph.outputs is not None else [])}
+        replace: dict[int, list[Any]] = {}  # id(MUL) → the ops that take its place
+        gone: set[int] = set()  # id of each resize folded into a MUL
+        for op in graph.operators:
+            q = _integer_nearest_factor(model, graph, op)
+            if q is None:
+                continue
+            up = int(op.outputs[0])
+            mul = users.get(up, [None])[0] if len(users.get(up, [])) == 1 else None
+            if mul is None or up in outputs or op_name(model, mul) != "MUL" or id(mul) in replace:
+                continue
+            opts = mul.builtinOptions
+            other = [int(t) for t in mul.inputs if int(t) != up]
+            if (opts is not None and getattr(opts, "fusedActivationFunction", 0)) or len(other) != 1:
+                continue
+            x, gate, y = other[0], int(op.inputs[0]), int(mul.outputs[0])
+            if list(graph.tensors[x].shape) != list(graph.tensors[up].shape):
+                continue
+            nb, hh, ww, c = (int(d) for d in graph.tensors[x].shape)
+            h, w = hh // q, ww // q
+            g6 = _reshape(model, graph, gate, [nb, h, 1, w, 1, c], f"nearest_gate{n}/gate")
+            x6 = _reshape(model, graph, x, [nb, h, q, w, q, c], f"nearest_gate{n}/x")
+            prod = add_tensor(model, graph, f"nearest_gate{n}/product", [nb, h, q, w, q, c], graph.tensors[y].type)
+            m6 = s.OperatorT()
+            m6.opcodeIndex, m6.builtinOptionsType, m6.builtinOptions = mul.opcodeIndex, mul.builtinOptionsType, opts
+            m6.inputs = np.array([x6[1], g6[1]], dtype=np.int32)
+            m6.outputs = np.array([prod], dtype=np.int32)
+            back = _reshape(model, graph, prod, [nb, hh, ww, c], f"nearest_gate{n}/out", out=y)
+            replace[id(mul)] = [g6[0], x6[0], m6, back[0]]
+            gone.add(id(op))
+            n += 1
+        graph.operators = [r for op in graph.operators if id(op) not in gone
+                           for r in replace.get(id(op), [op])]
+    return n
+
+
+def _reshape(model: Any, graph: Any, src: int, shape: list[int], name: str, out: int | None = None) -> tuple[Any, int]:
+    """A RESHAPE op of tensor src to a static shape (a new output tensor unless `out` is given)."""
+    s = schema()
+    shp = add_tensor(model, graph, name + "/shape", [len(shape)], s.TensorType.INT32, np.array(shape, np.int32).tobytes())
+    if out is None:
+        out = add_tensor(model, graph, name, shape, graph.tensors[src].type)
+    op = s.OperatorT()
+    op.opcodeIndex = opcode_index(model, "RESHAPE")
+    op.inputs = np.array([src, shp], dtype=np.int32)
+    op.outputs = np.array([out], dtype=np.int32)
+    op.builtinOptionsType = s.BuiltinOptions.ReshapeOptions
+    op.builtinOptions = s.ReshapeOptionsT()
+    op.builtinOptions.newShape = np.array(shape, dtype=np.int32)
+    return op, out
 
 
 def _concat_plan(copies: int) -> list[int]:

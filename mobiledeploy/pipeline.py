@@ -345,10 +345,11 @@ def parity_check(target_name: str, artifact: Path, reference: torch.nn.Module, r
     if run is None:
         return None, f"no {target_name} runtime registered on this host"
     batch = parity.samples(input_shapes, mean, std, n_random=n_random, photos=photos, crop_pct=crop_pct,
-                           specs=result_inputs)
+                           specs=result_inputs, precision=precision, target_info=target_info)
     report = parity.check(reference, run, artifact, [i["name"] for i in result_inputs],
                           compared_outputs(result_outputs, target_info), batch, precision=precision,
-                          reference_name=f"PyTorch fp32 (torch {torch.__version__}), eval mode")
+                          reference_name=f"PyTorch fp32 (torch {torch.__version__}), eval mode",
+                          target_info=target_info)
     return report, None
 
 

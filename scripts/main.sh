@@ -7,3 +7,6 @@ bash scripts/setup.sh
 md=.venv/bin/mobiledeploy
 out=${OUT_DIR:-out}
 $md models
+# Export GhostNetV2 to every target (one trace, three converters), each checked against PyTorch on its
+# runtime (Core ML through the reference interpreter off macOS); the table shows the parity figures.
+$md export ghostnetv2_100 --target onnx,tflite,coreml --out "$out" --force

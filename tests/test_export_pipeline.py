@@ -155,7 +155,7 @@ def test_missing_extra_names_the_pip_line(tmp_path, capsys, monkeypatch):
     assert rc == 2 and "pip install 'mobiledeploy[onnx]'" in err and "onnxsim" in err
 
 
-def test_interrupted_export_leaves_nothing(tmp_path):
+def test_interrupted_export_leaves_nothing(tiny_pt2, tmp_path):
     def interrupt(req, result):
         assert Path(result.artifact).exists()  # written, under its temporary name
         raise KeyboardInterrupt
@@ -163,8 +163,7 @@ def test_interrupted_export_leaves_nothing(tmp_path):
     pipeline.AFTER_CONVERT.append(interrupt)
     try:
         with pytest.raises(KeyboardInterrupt):
-            pipeline.export(pipeline.ExportOptions("ghostnet_050", "onnx", input_size=(32, 32), out_dir=tmp_path,
-                                                   verify=False))
+            pipeline.export(pipeline.ExportOptions(str(tiny_pt2), "onnx", out_dir=tmp_path, verify=False))
     finally:
         pipeline.AFTER_CONVERT.remove(interrupt)
     assert _files(tmp_path) == []  # not even a hidden partial file
@@ -264,3 +263,15 @@ def test_parity_photos_are_real_and_normalised():
     assert pix[0].feeds[0].shape == (1, 64, 48, 3) and pix[0].feeds[0].max() > 200
     np.testing.assert_allclose(pix[0].arrays[0], (pix[0].feeds[0].transpose(0, 3, 1, 2) / 255 - 0.5) / 0.25,
                                rtol=1e-6, atol=1e-6)
+
+
+def test_several_targets_share_one_trace_and_one_table(tiny_pt2, tmp_path, capsys):
+    rc, out, err = _run(["export", str(tiny_pt2), "--target", "onnx,tflite", "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    assert _files(tmp_path) == ["tiny_dfc.onnx", "tiny_dfc.onnx.json", "tiny_dfc.tflite", "tiny_dfc.tflite.json"]
+    assert out.count("verified") == 2 and "XNNPACK runs" in out and "1 partition(s)" in out
+    m = mf.read(tmp_path / "tiny_dfc.tflite.json")
+    assert m["verified"] and m["parity"]["rel_l2"] <= 1e-5
+    assert m["versions"]["runtime"]["name"] == "ai-edge-litert" and m["versions"]["converter"]["name"] == "litert-torch"
+    names = [r["name"] for r in m["rewrites"]]
+    assert "exact_nearest_upsample" in names  # 3→7 in the graph

@@ -28,6 +28,7 @@ if not INTERP and not torch.cuda.is_available():
 
 # (leading shape, channels): group sizes 24, 96, 192, 384; row counts prime, so no block size divides them.
 SHAPES = [((37,), 192), ((29,), 768), ((19,), 1536), ((13,), 3072), ((2, 7), 192)]
+VERSIONS = pytest.mark.parametrize("version", kernels.VERSIONS)
 
 
 def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -57,58 +58,66 @@ def float64_reference(x, dy, a, b):
     return y, leaves[0].grad, leaves[1].grad, leaves[2].grad
 
 
-@pytest.mark.parametrize("lead,C", SHAPES)
-def test_kernels_match_float64(lead, C):
+@VERSIONS
+@pytest.mark.parametrize("lead,C", SHAPES + [((197,), 192), ((1021,), 192)])
+def test_kernels_match_float64(lead, C, version):
     x, dy, a, b = make(lead, C)
-    y = kernels.forward(x, a, b)
-    dx, da, db = kernels.backward(dy, x, a, b)
+    y = kernels.forward(x, a, b, version=version)
+    dx, da, db = kernels.backward(dy, x, a, b, version=version)
     y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
     assert y.shape == x.shape and dx.shape == x.shape and da.shape == (1, 6) and db.shape == (8, 4)
     for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
         assert rel_l2(got.cpu(), want) <= 1e-6
 
 
-def test_many_programs_and_loop_iterations(monkeypatch):
-    # Tiny tiles: many row programs, a partly masked last program, two loop iterations each.
+@VERSIONS
+def test_many_programs_and_loop_iterations(monkeypatch, version):
+    # Tiny tiles: many row programs, a partly masked last program, two loop iterations each
+    # (v2: 2-row tiles, one tile per forward program, one backward program per SM with 19 row blocks).
     monkeypatch.setenv("MOBILEDEPLOY_GRKAN_FWD_CONFIG", "4,4")
     monkeypatch.setenv("MOBILEDEPLOY_GRKAN_BWD_CONFIG", "2,4,2")
+    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_FWD2_CONFIG", "128,4,0")
+    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_BWD2_CONFIG", "128,4,1")
     x, dy, a, b = make((37,), 192, seed=5)
-    y = kernels.forward(x, a, b)
-    dx, da, db = kernels.backward(dy, x, a, b)
+    y = kernels.forward(x, a, b, version=version)
+    dx, da, db = kernels.backward(dy, x, a, b, version=version)
     y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
     for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
         assert rel_l2(got.cpu(), want) <= 1e-6
 
 
-def test_deterministic_and_atomic_modes():
+@VERSIONS
+def test_deterministic_and_atomic_modes(version):
     x, dy, a, b = make((29,), 768, seed=1)
-    r1 = kernels.backward(dy, x, a, b, deterministic=True)
-    r2 = kernels.backward(dy, x, a, b, deterministic=True)
+    r1 = kernels.backward(dy, x, a, b, deterministic=True, version=version)
+    r2 = kernels.backward(dy, x, a, b, deterministic=True, version=version)
     for t1, t2 in zip(r1, r2):
         assert torch.equal(t1, t2)  # bitwise: fixed reduction order
-    dxa, daa, dba = kernels.backward(dy, x, a, b, deterministic=False)
+    dxa, daa, dba = kernels.backward(dy, x, a, b, deterministic=False, version=version)
     assert torch.equal(dxa, r1[0])
     _, _, da64, db64 = float64_reference(x, dy, a, b)
     assert rel_l2(daa.cpu(), da64) <= 1e-6 and rel_l2(dba.cpu(), db64) <= 1e-6
 
 
-def test_zero_denominator_coefficient_gets_zero_gradient():
+@VERSIONS
+def test_zero_denominator_coefficient_gets_zero_gradient(version):
     # d|b|/db = sign(b) = 0 at b = 0, as the published kernels and autograd of abs have it.
     x, dy, a, b = make((13,), 64, seed=2)
     b = b.clone()
     b[:, 2] = 0
-    _, _, db = kernels.backward(dy, x, a, b)
+    _, _, db = kernels.backward(dy, x, a, b, version=version)
     assert torch.all(db[:, 2] == 0) and torch.all(db[:, 1] != 0)
 
 
+@VERSIONS
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_low_precision_io(dtype):
+def test_low_precision_io(dtype, version):
     x, dy, a, b = make((11,), 768, seed=3, dtype=dtype)
-    y = kernels.forward(x, a, b)
+    y = kernels.forward(x, a, b, version=version)
     assert y.dtype == dtype
     want = grkan_reference(x.float(), a, b)  # fp32 math, then one rounding
     assert rel_l2(y.float(), want) <= 2 ** -8
-    dx, da, db = kernels.backward(dy, x, a, b)
+    dx, da, db = kernels.backward(dy, x, a, b, version=version)
     assert dx.dtype == dtype and da.dtype == torch.float32 and db.dtype == torch.float32
     _, dx64, da64, db64 = float64_reference(x, dy, a, b)  # from the same rounded inputs
     assert rel_l2(dx.float().cpu(), dx64) <= 2 ** -8
@@ -169,3 +178,36 @@ def test_custom_op_path_autograd_matches_float64():
     y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
     for got, want in ((y, y64), (leaves[0].grad, dx64), (leaves[1].grad, da64), (leaves[2].grad, db64)):
         assert rel_l2(got.detach().cpu(), want) <= 1e-6
+
+
+@pytest.mark.parametrize("lead,C,groups", [((5, 3), 120, 3), ((9,), 1040, 8), ((11,), 24, 8)])
+def test_v2_column_tiles_not_dividing_channels(lead, C, groups):
+    # Channel counts without a power-of-two divisor ≥ 32: v2's column tiles are masked at the row end
+    # (whole rows when C ≤ 1024, 512-wide tiles past that) and straddle group boundaries.
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(*lead, C, generator=g) * 2).to(DEVICE)
+    dy = torch.randn(*lead, C, generator=g).to(DEVICE)
+    a, b = (t.to(DEVICE) for t in coefficients(groups, 8))
+    y = kernels.forward(x, a, b, version="v2")
+    dx, da, db = kernels.backward(dy, x, a, b, version="v2")
+    y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
+    for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
+        assert rel_l2(got.cpu(), want) <= 1e-6
+
+
+def test_kernel_version_from_env(monkeypatch):
+    # The autograd path picks the kernels from $MOBILEDEPLOY_GRKAN_KERNEL; an unknown value is a UserError.
+    from mobiledeploy.errors import UserError
+
+    x, dy, a, b = make((2, 5), 192, seed=9)
+    y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
+    monkeypatch.setenv(kernels.KERNEL_ENV, "v2")
+    assert kernels.kernel_version() == "v2"
+    leaves = [t.clone().requires_grad_() for t in (x, a, b)]
+    y = grkan(*leaves)
+    y.backward(dy)
+    for got, want in ((y, y64), (leaves[0].grad, dx64), (leaves[1].grad, da64), (leaves[2].grad, db64)):
+        assert rel_l2(got.detach().cpu(), want) <= 1e-6
+    monkeypatch.setenv(kernels.KERNEL_ENV, "v3")
+    with pytest.raises(UserError):
+        kernels.forward(x, a, b)

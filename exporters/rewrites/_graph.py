@@ -22,14 +22,15 @@ def val(node: Any) -> Any:
     return node.meta.get("val") if isinstance(node, fx.Node) else node
 
 
-def insert(graph: fx.Graph, before: fx.Node, target: Callable, args: tuple, like: fx.Node) -> fx.Node:
-    """Insert `target(*args)` before a node, with its value computed on fake tensors and `like`'s source info."""
+def insert(graph: fx.Graph, before: fx.Node, target: Callable, args: tuple, like: fx.Node,
+           kwargs: dict[str, Any] | None = None) -> fx.Node:
+    """Insert `target(*args, **kwargs)` before a node, its value computed on fake tensors, with `like`'s source info."""
     with graph.inserting_before(before):
-        node = graph.call_function(target, args)
+        node = graph.call_function(target, args, kwargs or {})
     for k in _KEEP_META:
         if k in like.meta:
             node.meta[k] = like.meta[k]
-    node.meta["val"] = _fake_run(target, args)
+    node.meta["val"] = _fake_run(target, args, kwargs or {})
     return node
 
 
@@ -41,7 +42,7 @@ def finish(program: torch.export.ExportedProgram) -> None:
     gm.recompile()
 
 
-def _fake_run(target: Callable, args: tuple) -> Any:
+def _fake_run(target: Callable, args: tuple, kwargs: dict[str, Any]) -> Any:
     from torch._guards import detect_fake_mode
 
     flat = []
@@ -60,6 +61,6 @@ def _fake_run(target: Callable, args: tuple) -> Any:
         return None
     mode = detect_fake_mode(flat)
     if mode is None:
-        return target(*vals)
+        return target(*vals, **kwargs)
     with mode:
-        return target(*vals)
+        return target(*vals, **kwargs)

@@ -27,7 +27,8 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 
 @click.command("export")
 @click.argument("model")
-@click.option("--target", "-t", required=True, help="onnx, ort, tflite or coreml.")
+@click.option("--target", "-t", "targets", required=True, multiple=True,
+              help="onnx, ort, tflite or coreml; repeat it (or use commas) for several, traced once.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (any supported layout).")
 @click.option("--input-size", default=None, help="N or HxW (default: the model's).")
 @click.option("--batch", default=1, show_default=True, type=int, help="Static batch size.")
@@ -44,35 +45,50 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact and manifest.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the manifest says verified: false).")
 @click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def command(model: str, target: str, weights: str | None, input_size: str | None, batch: int, precision: str,
-            out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool, as_json: bool,
-            layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (a list for several targets).")
+def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
+            precision: str, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
+            as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
             bundle: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
-    from mobiledeploy.exporters.targets import TARGET_NAMES, get_target
+    from mobiledeploy.exporters.targets import get_target
     from mobiledeploy.pipeline import ExportOptions, export
 
-    if target not in TARGET_NAMES:
-        get_target(target)  # raises the error listing the targets
-    opts = ExportOptions(model=model, target=target, weights=weights, input_size=parse_size(input_size),
-                         batch=batch, precision=precision, out_dir=Path(out_dir), force=force,
-                         verify=not no_verify, strict=strict, name=name,
-                         options=_app_options(layout, calibration, labels_file, bundle))
+    names = list(dict.fromkeys(t.strip() for spec in targets for t in spec.split(",") if t.strip()))
+    for t in names:
+        get_target(t)  # an unknown target fails before any work, listing the known ones
+    if len(names) > 1 and name:
+        raise UserError("--name applies to one target only", "drop --name or export one target at a time")
+    size = parse_size(input_size)
+    app = _app_options(layout, calibration, labels_file, bundle)
+
+    def opts(t: str) -> ExportOptions:
+        return ExportOptions(model=model, target=t, weights=weights, input_size=size, batch=batch,
+                             precision=precision, out_dir=Path(out_dir), force=force, verify=not no_verify,
+                             strict=strict, name=name, options=dict(app))
+
+    cache: dict = {}  # one torch.export shared by all targets
+    outcomes = []
     if as_json:
-        outcome = export(opts)
-        bundle_dir = getattr(outcome, "bundle", None)
-        click.echo(json.dumps(_brief(outcome.manifest, outcome.artifact)
-                              | ({"bundle_path": str(bundle_dir)} if bundle_dir else {}), indent=2))
+        for t in names:
+            outcomes.append(export(opts(t), cache=cache))
+        shown = []
+        for o in outcomes:
+            bundle_dir = getattr(o, "bundle", None)
+            shown.append(_brief(o.manifest, o.artifact) | ({"bundle_path": str(bundle_dir)} if bundle_dir else {}))
+        click.echo(json.dumps(shown[0] if len(shown) == 1 else shown, indent=2))
         return
     from rich.console import Console
 
     console = Console(stderr=True)
-    with console.status(f"exporting {model} to {target}") as status:
-        outcome = export(opts, progress=lambda msg: status.update(msg))
-    print_result(Console(width=None if Console().is_terminal else 132), [outcome.manifest], [outcome.artifact])
-    if getattr(outcome, "bundle", None):
-        Console().print(f"bundle: {outcome.bundle}", highlight=False)
+    with console.status(f"exporting {model}") as status:
+        for t in names:
+            outcomes.append(export(opts(t), progress=lambda msg, t=t: status.update(f"[{t}] {msg}"), cache=cache))
+    out = Console(width=None if Console().is_terminal else 132)
+    print_result(out, [o.manifest for o in outcomes], [o.artifact for o in outcomes])
+    for o in outcomes:
+        if getattr(o, "bundle", None):
+            out.print(f"bundle: {o.bundle}", highlight=False)
 
 
 def _app_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool) -> dict:
@@ -130,4 +146,4 @@ def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
         notes.append(line)
     console.print(t)
     for line in notes:
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, soft_wrap=True)

@@ -22,3 +22,15 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits(request, tmp_path_factory):
+    """The small classifier trained on scikit-learn's digits, once per session (cached across runs)."""
+    from pathlib import Path
+
+    import _appmodel
+
+    cache = request.config.cache.mkdir("mobiledeploy-digits") if getattr(request.config, "cache", None) \
+        else tmp_path_factory.mktemp("cache")
+    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))

@@ -16,12 +16,6 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="session")
-def digits(request, tmp_path_factory):
-    cache = request.config.cache.mkdir("mobiledeploy-digits") if request.config.cache else tmp_path_factory.mktemp("c")
-    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))
-
-
-@pytest.fixture(scope="session")
 def inputs(digits, tmp_path_factory):
     """A labels file and a calibration folder of training digits (PNG), as a user would pass them."""
     from skimage import io

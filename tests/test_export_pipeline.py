@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from mobiledeploy import manifest as mf
 from mobiledeploy import pipeline
 from mobiledeploy.cli import main
-from mobiledeploy.errors import UserError, VerificationError
+from mobiledeploy.errors import VerificationError
 from mobiledeploy.exporters.rewrites import RewriteContext, register_rewrite
 from mobiledeploy.exporters.rewrites._graph import call_nodes, finish, insert
 from mobiledeploy.exporters.targets import _TARGETS, get_target, register_target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +15,6 @@ from mobiledeploy.exporters.onnx_metadata import image_classifier_props, read_on
 from mobiledeploy.exporters.ort import config_path, onnx_to_ort
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture(scope="session")
-def digits(request, tmp_path_factory):
-    cache = request.config.cache.mkdir("mobiledeploy-digits") if request.config.cache else tmp_path_factory.mktemp("c")
-    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))
 
 
 def test_props_round_trip_through_onnxruntime_and_ort(digits, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,12 +16,6 @@ from mobiledeploy.exporters.tflite_metadata import (ImageClassifierMetadata, ass
 
 pytestmark = pytest.mark.timeout(900)
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-
-
-@pytest.fixture(scope="session")
-def digits(request, tmp_path_factory):
-    cache = request.config.cache.mkdir("mobiledeploy-digits") if request.config.cache else tmp_path_factory.mktemp("c")
-    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))
 
 
 def _official(buf: bytes):

@@ -15,12 +15,6 @@ pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="session")
-def digits(request, tmp_path_factory):
-    cache = request.config.cache.mkdir("mobiledeploy-digits") if request.config.cache else tmp_path_factory.mktemp("c")
-    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))
-
-
-@pytest.fixture(scope="session")
 def calib_dir(digits, tmp_path_factory):
     """128 training images written as PNGs: the --calibration DIR path, in-domain for digits."""
     from skimage import io

@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    if sys.platform != "darwin" and not debug:
+        import logging
+
+        # Off macOS coremltools logs "Failed to load _MLModelProxy" on import: expected, since it cannot
+        # predict here (our interpreter does), so it is noise to the user.
+        logging.getLogger("coremltools").setLevel(logging.ERROR)
     try:
         cli.main(args=argv, prog_name="mobiledeploy", standalone_mode=False)
     except UserError as e:

@@ -123,8 +123,9 @@ def _weights_info(weights: str | None) -> dict[str, Any] | None:
 
 
 def _load_registry(name: str, weights: str | None, seed: int) -> Source:
-    from mobiledeploy.models import create_model, get_cfg
+    from mobiledeploy.models import create_model, get_cfg, resolve_name
 
+    name = resolve_name(name)  # `ghostnetv2` stands for ghostnetv2_100
     cfg = get_cfg(name)  # unknown names raise with the closest registered ones
     info = _weights_info(weights)
     torch.manual_seed(seed)

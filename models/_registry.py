@@ -33,6 +33,7 @@ class ModelCfg:
 _FAMILIES = ("ghostnet", "mobilenetv2", "kat")
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_ALIASES: dict[str, str] = {}  # family name → its default member, so `export ghostnetv2` just works
 _CFGS: dict[str, ModelCfg] = {}
 
 
@@ -50,6 +51,17 @@ def register_model(cfg: ModelCfg) -> Callable[[Callable[..., nn.Module]], Callab
     return deco
 
 
+def register_alias(alias: str, name: str) -> None:
+    """Let a short name (a family, e.g. `ghostnetv2`) stand for a registered model."""
+    _ALIASES[alias] = name
+
+
+def resolve_name(name: str) -> str:
+    """The registered name behind an alias (or the name itself)."""
+    _ensure_loaded()
+    return _ALIASES.get(name, name)
+
+
 def list_models(family: str | None = None) -> list[str]:
     """Names of registered models, optionally of one family, sorted."""
     _ensure_loaded()
@@ -58,7 +70,7 @@ def list_models(family: str | None = None) -> list[str]:
 
 def get_cfg(name: str) -> ModelCfg:
     """The default config of a registered model."""
-    _ensure_loaded()
+    name = resolve_name(name)
     if name not in _CFGS:
         raise unknown_model(name)
     return _CFGS[name]
@@ -75,7 +87,7 @@ def create_model(
     name: str, weights: str | None = None, num_classes: int = 1000, **kwargs
 ) -> nn.Module:
     """Build a registered model, optionally loading a checkpoint file (any supported layout)."""
-    _ensure_loaded()
+    name = resolve_name(name)
     if name not in _MODELS:
         raise unknown_model(name)
     model = _MODELS[name](num_classes=num_classes, **kwargs)

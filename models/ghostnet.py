@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._layers import BatchNormAct2d, init_weights, make_divisible
-from ._registry import ModelCfg, register_model
+from ._registry import ModelCfg, register_alias, register_model
 
 # Per stage: blocks of (dw kernel, expansion channels, out channels, SE ratio, stride).
 _ARCH = (
@@ -223,3 +223,8 @@ def ghostnetv2_130(**kw) -> GhostNet:
 def ghostnetv2_160(**kw) -> GhostNet:
     """GhostNetV2 ×1.6 (DFC attention)."""
     return GhostNet(1.6, "v2", **kw)
+
+
+# The family name stands for its 1.0 width (`mobiledeploy export ghostnetv2 --target coreml`).
+register_alias("ghostnet", "ghostnet_100")
+register_alias("ghostnetv2", "ghostnetv2_100")

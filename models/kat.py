@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from mobiledeploy.errors import UserError
 
-from ._registry import ModelCfg, register_model
+from ._registry import ModelCfg, register_alias, register_model
 from .checkpoint import register_key_mapper
 from .grkan import GRKAN
 from .grkan.layer import tracing_for_export as _exporting
@@ -231,3 +231,7 @@ def _resample_pos_embed(pe: torch.Tensor, n_tokens: int) -> torch.Tensor:
     grid = pe[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
     grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=False, antialias=True)
     return torch.cat([pe[:, :1], grid.permute(0, 2, 3, 1).reshape(1, new * new, -1).to(pe.dtype)], dim=1)
+
+
+# The family name stands for its 1.0 width (`mobiledeploy export ghostnetv2 --target coreml`).
+register_alias("kat", "kat_tiny_patch16_224")

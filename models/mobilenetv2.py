@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from ._layers import BatchNormAct2d, init_weights, make_divisible
-from ._registry import ModelCfg, register_model
+from ._registry import ModelCfg, register_alias, register_model
 from .checkpoint import register_key_mapper
 
 # (expansion, channels, repeats, stride) per stage; stage 0 is the depthwise-separable block.
@@ -152,3 +152,7 @@ def mobilenetv2_100(**kw) -> MobileNetV2:
 def mobilenetv2_140(**kw) -> MobileNetV2:
     """MobileNetV2 ×1.4."""
     return MobileNetV2(1.4, **kw)
+
+
+# The family name stands for its 1.0 width (`mobiledeploy export ghostnetv2 --target coreml`).
+register_alias("mobilenetv2", "mobilenetv2_100")

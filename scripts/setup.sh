@@ -11,11 +11,13 @@ stamp=.venv/.mobiledeploy-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setting up .venv (first run takes a few minutes)" >&2
-    .venv/bin/pip install -q --upgrade pip
+    # pip's notes about this machine's local package folders are noise: keep real errors only.
+    quiet() { "$@" 2> >(grep -v -e 'is ignored: it is neither' -e '^\s*$' >&2); }
+    quiet .venv/bin/pip install -q --upgrade pip
     # torch 2.14.1 + torchvision 0.29.1: the pair that lies on this machine's disk and that timm
     # (our test oracle) imports with; litert-torch needs torch<2.15.
-    .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
-    .venv/bin/pip install -q -e '.[all,test]'
+    quiet .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+    quiet .venv/bin/pip install -q -e '.[all,test]'
     echo "$want" > "$stamp"
 fi
 # System tools the tests use: a real OpenSSH server for the devicebench SSH path.

@@ -10,6 +10,7 @@ first dtype only). Times: "graph" = CUDA-graph replay with an L2 flush before ev
 triton's do_bench (includes the host's launch overhead when it exceeds the device time).
 
     python benchmarks/grkan.py [--shapes kat_t_act1,...] [--dtypes fp32,bf16] [--out results.json]
+    python benchmarks/grkan.py --quick   # fp32; compile, ours, ours_v1; graph timings only (≤ 60 s on an H200)
 
 Without a GPU it times the eager reference at a small batch and says that GPU numbers need a GPU.
 """
@@ -135,7 +136,7 @@ def _ours(version: str, deterministic: bool):
 
 
 def run_case(name: str, shape: tuple[int, int, int], dt: str, impls: dict, device: str, copy_gbs: float | None,
-             check: bool) -> list[dict]:
+             check: bool, stream: bool = True) -> list[dict]:
     from mobiledeploy.models.grkan import grkan_reference
 
     dtype = DTYPES[dt]
@@ -168,11 +169,11 @@ def run_case(name: str, shape: tuple[int, int, int], dt: str, impls: dict, devic
                 pass
             elif impl != "ours_atomic":
                 row["fwd_ms"] = bench_graph(fwd) if device == "cuda" else bench_cpu(fwd)
-                if device == "cuda":
+                if device == "cuda" and stream:
                     row["fwd_stream_ms"] = bench_stream(fwd)
             if not interp_only:
                 row["fwdbwd_ms"] = bench_graph(fwd_bwd) if device == "cuda" else bench_cpu(fwd_bwd)
-                if device == "cuda":
+                if device == "cuda" and stream:
                     row["fwdbwd_stream_ms"] = bench_stream(fwd_bwd)
                 row["fwdbwd_gbs"] = 5 * n * es / row["fwdbwd_ms"] / 1e6
             if "fwd_ms" in row:
@@ -230,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile of the reference")
     ap.add_argument("--no-check", action="store_true", help="skip the float64 error columns")
     ap.add_argument("--out", default=None, help="write results JSON here (rewritten after every case)")
+    ap.add_argument("--quick", action="store_true",
+                    help="fp32 only; rows compile, ours, ours_v1; CUDA-graph timings only (no stream column)")
     args = ap.parse_args(argv)
+    quick_rows = ("compile", "ours", "ours_v1", "eager")  # eager stays only on the CPU (no GPU rows there)
+    if args.quick:
+        args.dtypes = "fp32"
     if hasattr(torch._dynamo.config, "recompile_limit"):
         torch._dynamo.config.recompile_limit = 64
     torch._dynamo.config.cache_size_limit = 64
@@ -239,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if gpu else "cpu"
     env = environment()
     print("environment:", json.dumps(env), flush=True)
-    result = {"schema": "mobiledeploy.bench.grkan/1", "env": env, "rows": []}
+    result = {"schema": "mobiledeploy.bench.grkan/1", "env": env, "rows": [], "quick": args.quick}
     shapes = {k: SHAPES[k] for k in args.shapes.split(",")}
     if not gpu:
         print("no CUDA device: timing the eager PyTorch reference at batch 2 on the CPU only; "
@@ -267,9 +273,10 @@ def main(argv: list[str] | None = None) -> int:
             # The atomic mode only on the first dtype: grkan.py has ~110 s in gpu_run.sh.
             case_impls = {k: f for k, f in impls.items()
                           if (k != "eager" or dt in eager_dtypes or not gpu)
-                          and (k != "ours_atomic" or dt == args.dtypes.split(",")[0])}
+                          and (k != "ours_atomic" or dt == args.dtypes.split(",")[0])
+                          and (not args.quick or k in quick_rows and (k != "eager" or not gpu))}
             result["rows"] += run_case(name, shape, dt, case_impls, device, result.get("copy_gbs"),
-                                       not args.no_check)
+                                       not args.no_check, stream=not args.quick)
             if args.out:
                 _write(args.out, result)
             if gpu:

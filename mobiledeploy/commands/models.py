@@ -52,5 +52,8 @@ def command(as_json: bool, family: str | None) -> None:
         c, h, w = r["input_size"]
         t.add_row(r["name"], r["family"], f"{r['params']:,}", f"{r['macs'] / 1e6:.1f} M", f"{c}×{h}×{w}",
                   ", ".join(r["weights_formats"]))
-    Console().print(t)
-    Console().print("checkpoint layouts: " + "; ".join(f"{k} = {v}" for k, v in LAYOUTS.items()), style="dim")
+    console = Console()
+    if not console.is_terminal:  # a log or a pipe: don't squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(t)
+    console.print("checkpoint layouts: " + "; ".join(f"{k} = {v}" for k, v in LAYOUTS.items()), style="dim")

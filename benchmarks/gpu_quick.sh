@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# A short prepared GPU check for GR-KAN (≤ 150 s on an H100/H200): versions, `grkan.py --quick` (fp32;
+# compile, ours = v2 forward + v2 backward, ours_v1; copy bandwidth and float64 errors in the same run),
+# then the kernel tests on CUDA (-x -q). Everything lands in $OUT (one log per stage + JSON + run.log);
+# every stage has its own timeout, so one that fails or hangs does not lose the others' output.
+#   OUT=/some/dir bash benchmarks/gpu_quick.sh
+# Same import approach as gpu_run.sh: the package is imported through a symlinked shim (the repo maps
+# models/ → mobiledeploy.models); every command runs with the shim as its working directory and
+# PYTHONSAFEPATH=1, so the repo root's own mobiledeploy/ folder never comes first on sys.path.
+set -u
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$REPO/out/gpu_quick}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PY=${PYTHON:-python3}
+BUDGET=${BUDGET_S:-150}
+T0=$(date +%s)
+log() { echo "[$(($(date +%s) - T0))s] $*" | tee -a "$OUT/run.log"; }
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+# cap SECONDS RESERVE: SECONDS, or less so that RESERVE seconds stay for the later stages.
+cap() { local t=$(($(left) - $2)); [ "$t" -gt "$1" ] && t=$1; echo "$t"; }
+
+SHIM=$(mktemp -d)
+trap 'rm -rf "$SHIM"' EXIT
+mkdir -p "$SHIM/mobiledeploy"
+for f in "$REPO"/mobiledeploy/*; do ln -s "$f" "$SHIM/mobiledeploy/"; done
+ln -s "$REPO/models" "$SHIM/mobiledeploy/models"
+ln -s "$REPO/exporters" "$SHIM/mobiledeploy/exporters"
+ln -s "$REPO/devicebench" "$SHIM/mobiledeploy/devicebench"
+export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONSAFEPATH=1
+unset TRITON_INTERPRET MOBILEDEPLOY_GRKAN_BACKEND MOBILEDEPLOY_GRKAN_KERNEL
+cd "$SHIM"
+
+# stage NAME LOG SECONDS CMD...: run one stage under its own timeout, its output in $OUT/LOG (tee'd).
+stage() {
+    local name=$1 logf=$2 t=$3
+    shift 3
+    if [ "$t" -lt 10 ]; then
+        log "$name skipped: only $(left) s left"
+        return
+    fi
+    log "$name (timeout ${t} s)"
+    timeout -k 5 "$t" "$@" 2>&1 | tee "$OUT/$logf"
+    local rc=${PIPESTATUS[0]}
+    log "$name exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
+}
+
+stage "stage 0: versions and package import" versions.txt "$(cap 20 125)" bash -c "
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
+    $PY -c \"import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)\"
+    $PY -c \"import mobiledeploy.models.grkan as g; print('package import ok:', g.__file__)\""
+
+# Without a GPU (a dry run of this script) the kernels run in Triton's interpreter at a tiny size,
+# error columns only.
+INTERP=()
+$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null || INTERP=(env TRITON_INTERPRET=1)
+stage "stage 1: benchmarks/grkan.py --quick" grkan_quick.log "$(cap 60 65)" \
+    "${INTERP[@]}" $PY "$REPO/benchmarks/grkan.py" --quick --out "$OUT/grkan_quick.json"
+
+if $PY -c "import pytest" 2>/dev/null; then
+    stage "stage 2: tests/test_grkan_triton.py$([ ${#INTERP[@]} -eq 0 ] && echo ' on CUDA' || echo ' (interpreter)')" \
+        pytest.log "$(cap 60 0)" "${INTERP[@]}" $PY -m pytest -x -q -p no:cacheprovider --rootdir "$REPO" \
+        "$REPO/tests/test_grkan_triton.py"
+else
+    log "stage 2 skipped: pytest missing; the error columns of grkan_quick.json are the CUDA check"
+fi
+log "done in $(($(date +%s) - T0)) s; outputs in $OUT"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,15 +33,21 @@ class TrainConfig:
 
     model: str = "mobilenetv2_035"
     size: int = 32
-    epochs: int = 20
+    epochs: int = 30  # 98.9 % held-out with the fan-out-per-group init (20 epochs: 96.9 %)
     batch: int = 64
     lr: float = 0.05
     test_fraction: float = 0.2
     seed: int = 0
 
     def key(self) -> str:
-        """A short hash of the config and the torch version (the cache key)."""
-        blob = json.dumps(asdict(self), sort_keys=True) + torch.__version__
+        """A short hash of the config, the torch version and the model code (the cache key)."""
+        import mobiledeploy.models._layers as layers
+        from mobiledeploy.models import create_model
+
+        # The model's code (its init included) decides the trained weights as much as the config does.
+        code = "".join(Path(m.__file__).read_text() for m in
+                       (layers, sys.modules[type(create_model(self.model)).__module__]))
+        blob = json.dumps(asdict(self), sort_keys=True) + torch.__version__ + code
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch.nn as nn
 
 
@@ -18,7 +20,10 @@ def init_weights(model: nn.Module) -> None:
     """Default initialisation: He-normal convs, unit BN, small uniform linear layers."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            # He-normal over fan-out per group (timm's "goog" init): torch's kaiming counts all output
+            # channels for a depthwise conv, which shrinks MobileNetV2's activations to ~1e-9.
+            fan_out = m.out_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):

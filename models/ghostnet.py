@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._layers import BatchNormAct2d, init_weights, make_divisible
+from ._layers import BatchNormAct2d, make_divisible
 from ._registry import ModelCfg, register_alias, register_model
 
 # Per stage: blocks of (dw kernel, expansion channels, out channels, SE ratio, stride).
@@ -172,7 +172,7 @@ class GhostNet(nn.Module):
         self.act2 = nn.ReLU(inplace=True)
         self.flatten = nn.Flatten(1)
         self.classifier = nn.Linear(1280, num_classes) if num_classes > 0 else nn.Identity()
-        init_weights(self)
+        # No re-initialisation: PyTorch defaults, as the official GhostNet and timm build it.
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and blocks, up to the last feature map."""

@@ -64,3 +64,12 @@ def test_default_cfg_carried():
     assert m.default_cfg.input_size == (3, 224, 224)
     assert m.default_cfg.mean == (0.485, 0.456, 0.406)
     assert m.default_cfg.interpolation == "bicubic"
+
+
+@pytest.mark.parametrize("name", ["ghostnet_050", "ghostnetv2_100", "mobilenetv2_035", "mobilenetv2_140"])
+def test_default_init_keeps_activations_in_fp16_range(name):
+    """Without weights, logits neither vanish (depthwise fan-out init) nor blow up: fp16 exports stay meaningful."""
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y = create_model(name).eval()(torch.randn(2, 3, 96, 96))
+    assert 1e-3 < y.abs().max().item() < 1e3, y.abs().max().item()

@@ -32,7 +32,8 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (any supported layout).")
 @click.option("--input-size", default=None, help="N or HxW (default: the model's).")
 @click.option("--batch", default=1, show_default=True, type=int, help="Static batch size.")
-@click.option("--precision", default="fp32", show_default=True, help="fp32, fp16 or int8 (quantized after an fp32 export).")
+@click.option("--precision", default=None,
+              help="fp32, fp16 or int8 (quantized after an fp32 export); default fp32, fp16 for a Core ML --bundle.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
               help="App-facing input: RGB pixels 0-255 in this layout, normalisation inside (nhwc with --bundle).")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False), default=None,
@@ -47,7 +48,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (a list for several targets).")
 def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
-            precision: str, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
+            precision: str | None, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
             bundle: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
@@ -63,8 +64,10 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     app = _app_options(layout, calibration, labels_file, bundle)
 
     def opts(t: str) -> ExportOptions:
+        # An app-ready Core ML bundle defaults to fp16 (what the Neural Engine runs); everything else to fp32.
+        prec = precision or ("fp16" if bundle and t == "coreml" else "fp32")
         return ExportOptions(model=model, target=t, weights=weights, input_size=size, batch=batch,
-                             precision=precision, out_dir=Path(out_dir), force=force, verify=not no_verify,
+                             precision=prec, out_dir=Path(out_dir), force=force, verify=not no_verify,
                              strict=strict, name=name, options=dict(app))
 
     cache: dict = {}  # one torch.export shared by all targets

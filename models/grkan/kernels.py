@@ -344,14 +344,17 @@ def _backward_v1(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Te
 # A tile's columns are a power-of-two slice of the row (all of it when C allows), so rows are read
 # in long contiguous runs whatever the group size (v1's tiles were clipped to one group: 96-byte
 # runs at group size 24). The denominator coefficients are gathered per column once per program.
-# The backward keeps 10 fp32 accumulator tiles across its row loop, then folds them to per-group
-# sums with masked column sums in fp64 (a tile touches at most NGT groups): n_programs × NGT × 16
+# The backward keeps 10 fp32 accumulator tiles over INNER row blocks, folds their rows in fp64 into
+# per-column fp32 running sums with Neumaier compensation (so a program may loop over any number of
+# row blocks: the grid is a few programs per SM), then folds the columns to per-group sums in fp64
+# (a tile touches at most NGT groups): n_programs × NGT × 16
 # fp64 partials, folded in fixed order in fp64 by G small programs and a one-program da fold, so
 # results stay deterministic.
 
 KERNEL_ENV = "MOBILEDEPLOY_GRKAN_KERNEL"
 # Measured on an H200 (BENCHMARKS.md, run 2): v2's row-spanning tiles win the forward (80-96 % of copy
-# bandwidth vs v1's 62-94 %), while v1's backward stays faster (v2's fp32 chain cap costs it programs).
+# bandwidth vs v1's 62-94 %), while v1's backward was faster (v2's fp32 chain cap cost it programs; the cap
+# is gone since the compensated sums, not yet measured on a GPU: the backward default stays v1 until then).
 DEFAULT_VERSION = {"forward": "v2", "backward": "v1"}
 VERSIONS = ("v1", "v2")
 VERSION: str | None = None  # process-wide override (benchmarks); None: $MOBILEDEPLOY_GRKAN_KERNEL, else DEFAULT

@@ -41,7 +41,8 @@ SUFFIX_TARGET = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort", ".mlpackag
 #   4-bit per-tensor palettes measure 0.23 / 5/9 and fail this bar.
 # Random-weight logits are nearly tied (top-2 gaps ~1e-9 of ~1e-8), hence the low top-1 bars; accuracy
 # itself is held by the trained digits model's tests (≤ 1 point drop) and BENCHMARKS.md.
-INT8_TOLERANCE = {"rel_l2": 0.4, "top1_agreement": 0.5}  # TFLite / ONNX
+# TFLite/ONNX full-integer int8 is judged on the median judged image (exporters.parity.STATISTIC).
+INT8_TOLERANCE = {"rel_l2": 0.25, "top1_agreement": 0.5}  # TFLite / ONNX
 INT8_WEIGHTS_TOLERANCE = {"rel_l2": 0.2, "top1_agreement": 2 / 3}  # Core ML weight compression
 N_AGREEMENT = 32  # calibration-style photos on which an int8 artifact is compared with its fp32 self
 

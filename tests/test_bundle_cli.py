@@ -58,7 +58,7 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
     p = m["parity"]
     assert p["n_samples"] == 9 and all(n.startswith("calib:") for n in p["inputs"]), p["inputs"]
     # The stated bar (verified above means it held); held-out accuracy below is the real judge of int8.
-    assert p["tolerance"] == {"rel_l2": 0.4, "top1_agreement": 0.5} and p["rel_l2"] <= 0.4, p
+    assert p["tolerance"]["rel_l2"] == 0.25 and p["tolerance"]["statistic"].startswith("median") and p["rel_l2"] <= 0.25, p
     assert any(n.startswith("random:") for n in p["informational"]["inputs"])
     assert m["inputs"][0]["layout"] == "NHWC" and m["inputs"][0]["shape"] == [1, 32, 32, 3]
     q = m["target_info"]["quantization"]

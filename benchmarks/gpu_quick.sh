@@ -8,43 +8,8 @@
 # models/ → mobiledeploy.models); every command runs with the shim as its working directory and
 # PYTHONSAFEPATH=1, so the repo root's own mobiledeploy/ folder never comes first on sys.path.
 set -u
-REPO=$(cd "$(dirname "$0")/.." && pwd)
-OUT=${OUT:-$REPO/out/gpu_quick}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-PY=${PYTHON:-python3}
-BUDGET=${BUDGET_S:-150}
-T0=$(date +%s)
-log() { echo "[$(($(date +%s) - T0))s] $*" | tee -a "$OUT/run.log"; }
-left() { echo $((BUDGET - ($(date +%s) - T0))); }
-# cap SECONDS RESERVE: SECONDS, or less so that RESERVE seconds stay for the later stages.
-cap() { local t=$(($(left) - $2)); [ "$t" -gt "$1" ] && t=$1; echo "$t"; }
-
-SHIM=$(mktemp -d)
-trap 'rm -rf "$SHIM"' EXIT
-mkdir -p "$SHIM/mobiledeploy"
-for f in "$REPO"/mobiledeploy/*; do ln -s "$f" "$SHIM/mobiledeploy/"; done
-ln -s "$REPO/models" "$SHIM/mobiledeploy/models"
-ln -s "$REPO/exporters" "$SHIM/mobiledeploy/exporters"
-ln -s "$REPO/devicebench" "$SHIM/mobiledeploy/devicebench"
-export PYTHONPATH="$SHIM${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONSAFEPATH=1
-unset TRITON_INTERPRET MOBILEDEPLOY_GRKAN_BACKEND MOBILEDEPLOY_GRKAN_KERNEL
-cd "$SHIM"
-
-# stage NAME LOG SECONDS CMD...: run one stage under its own timeout, its output in $OUT/LOG (tee'd).
-stage() {
-    local name=$1 logf=$2 t=$3
-    shift 3
-    if [ "$t" -lt 10 ]; then
-        log "$name skipped: only $(left) s left"
-        return
-    fi
-    log "$name (timeout ${t} s)"
-    timeout -k 5 "$t" "$@" 2>&1 | tee "$OUT/$logf"
-    local rc=${PIPESTATUS[0]}
-    log "$name exit $rc$([ $rc -eq 124 ] && echo ' (timed out)')"
-}
+OUT_DEFAULT=out/gpu_quick BUDGET_DEFAULT=150
+source "$(dirname "$0")/gpu_common.sh"
 
 stage "stage 0: versions and package import" versions.txt "$(cap 20 125)" bash -c "
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
@@ -53,8 +18,6 @@ stage "stage 0: versions and package import" versions.txt "$(cap 20 125)" bash -
 
 # Without a GPU (a dry run of this script) the kernels run in Triton's interpreter at a tiny size,
 # error columns only.
-INTERP=()
-$PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null || INTERP=(env TRITON_INTERPRET=1)
 stage "stage 1: benchmarks/grkan.py --quick" grkan_quick.log "$(cap 60 65)" \
     "${INTERP[@]}" $PY "$REPO/benchmarks/grkan.py" --quick --out "$OUT/grkan_quick.json"
 

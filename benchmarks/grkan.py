@@ -28,6 +28,8 @@ from pathlib import Path
 
 import torch
 
+from mobiledeploy.fsio import write_json
+
 SHAPES = {
     "kat_t_act1": (128, 197, 192),
     "kat_t_act2": (128, 197, 768),
@@ -234,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="fp32 only; rows compile, ours, ours_v1; CUDA-graph timings only (no stream column)")
     args = ap.parse_args(argv)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     quick_rows = ("compile", "ours", "ours_v1", "eager")  # eager stays only on the CPU (no GPU rows there)
     if args.quick:
         args.dtypes = "fp32"
@@ -278,21 +282,14 @@ def main(argv: list[str] | None = None) -> int:
             result["rows"] += run_case(name, shape, dt, case_impls, device, result.get("copy_gbs"),
                                        not args.no_check, stream=not args.quick)
             if args.out:
-                _write(args.out, result)
+                write_json(args.out, result, indent=1)
             if gpu:
                 torch.cuda.empty_cache()
     if args.out:
-        _write(args.out, result)
+        write_json(args.out, result, indent=1)
         print(f"wrote {args.out}")
     return 0
 
-
-def _write(path: str, obj: dict) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, p)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from mobiledeploy.fsio import write_json
 
 
 def build(kind: str, device: str, num_classes: int = 1000):
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     gpu = torch.cuda.is_available()
     device = "cuda" if gpu else "cpu"
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"round {r + 1}: {kind:<12} {ips:8.1f} img/s", flush=True)
         _summarise(result)
         if args.out:
-            _write(args.out, result)
+            write_json(args.out, result, indent=1)
     _summarise(result)
     print("\nmodel         median img/s   range")
     for kind, m in result["models"].items():
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if not gpu:
         print("(CPU smoke run; GPU numbers need a GPU)")
     if args.out:
-        _write(args.out, result)
+        write_json(args.out, result, indent=1)
         print(f"wrote {args.out}")
     return 0
 
@@ -153,13 +156,6 @@ def _summarise(result: dict) -> None:
             ratios[f"{kat}/{vit}"] = ms[kat]["median"] / ms[vit]["median"]
     result["ratios"] = ratios
 
-
-def _write(path: str, obj: dict) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, p)
 
 
 if __name__ == "__main__":

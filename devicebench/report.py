@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mobiledeploy import fsio
 from mobiledeploy.errors import UserError
 
 
@@ -96,20 +94,12 @@ def atomic_write(path: str | Path, data: bytes) -> None:
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserError(f"folder does not exist: {path.parent}", "create it or pick another path")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    fsio.atomic_write(path, data)
 
 
 def write_json(run: dict[str, Any], path: str | Path) -> None:
     """Save the run result as indented JSON."""
-    atomic_write(path, (json.dumps(run, indent=2) + "\n").encode())
+    fsio.write_json(path, run)
 
 
 def plot(run: dict[str, Any], path: str | Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mobiledeploy.errors import UserError
+from mobiledeploy.fsio import move_into_place
 
 
 @dataclass
@@ -103,9 +104,7 @@ def write_bundle(out_dir: Path, artifact: Path, manifest: dict[str, Any], labels
                                            "files": sorted(p.name for p in tmp.iterdir()) + ["README.md"]}}
         (tmp / f"{artifact.name}.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
         (tmp / "README.md").write_text(readme(facts, manifest, bool(labels)))
-        if out_dir.exists():
-            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
-        tmp.rename(out_dir)
+        move_into_place(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from mobiledeploy.errors import UserError, require
+from mobiledeploy.fsio import move_into_place
 
 from .runtimes import register_runtime
 from .targets import ExportRequest, TargetResult, register_target
@@ -98,9 +99,7 @@ def convert(request: ExportRequest) -> TargetResult:
     tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.mlpackage")
     try:
         ml.save(str(tmp))
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        tmp.rename(out)
+        move_into_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mobiledeploy.errors import UserError, require
+from mobiledeploy.fsio import atomic_write
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # Photos shipped inside the scikit-image wheel (names of skimage.data functions).
@@ -162,7 +163,7 @@ def quantize_tflite(fp32: Path, out: Path, samples: Iterable[np.ndarray], int8_i
     with _quiet_progress():
         result = q.quantize(q.calibrate({sig: batches}, num_threads=1), enable_progress_report=False,
                             enable_progress_bar=False)
-    _write_atomic(Path(out), bytes(result.quantized_model))
+    atomic_write(Path(out), bytes(result.quantized_model))
     return {"method": "ai-edge-quantizer static_wi8_ai8", "weights": "int8 per-channel (symmetric)",
             "activations": "int8 per-tensor (asymmetric)", "io_dtype": "int8" if int8_io else "float32",
             "calibration_samples": len(batches), "seconds": round(time.perf_counter() - t0, 2),
@@ -324,12 +325,6 @@ def _quiet_progress():
 
 def _size(p: Path) -> int:
     return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _rmtree(p: Path) -> None:

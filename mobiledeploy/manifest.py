@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .fsio import write_json
 
 SCHEMA = "mobiledeploy.manifest/1"
 REQUIRED = ("schema", "model", "target", "artifact", "sha256", "precision", "inputs", "outputs", "labels",
@@ -54,13 +54,7 @@ def build(**fields: Any) -> dict[str, Any]:
 
 def write(path: Path, manifest: dict[str, Any]) -> None:
     """Write JSON atomically: a temporary name in the same folder, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json(path, manifest)
 
 
 def read(path: Path) -> dict[str, Any]:

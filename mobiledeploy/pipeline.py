@@ -14,7 +14,6 @@ import copy
 import datetime as _dt
 import difflib
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import MissingExtraError, UserError, VerificationError, require
+from .fsio import move_into_place, remove
 
 Progress = Callable[[str], None]
 
@@ -307,19 +307,6 @@ def prepare_out(out_dir: Path, final: Path, force: bool) -> None:
         probe.unlink(missing_ok=True)
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p, ignore_errors=True)
-    elif p.exists() or p.is_symlink():
-        p.unlink(missing_ok=True)
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    if final.exists() and final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)  # os.replace cannot replace a non-empty folder (.mlpackage)
-    os.replace(tmp, final)
-
-
 # --- stage 5: parity --------------------------------------------------------------------------
 
 
@@ -421,10 +408,10 @@ def export(opts: ExportOptions, progress: Progress | None = None,
                                         "drop --strict to export it unverified")
 
         manifest = _manifest(source, opts, target, result, inputs, applied, parity_report, reason, final)
-        _move_into_place(Path(result.artifact), final)
+        move_into_place(Path(result.artifact), final)
         mf.write(manifest_final, manifest)
     finally:
-        _remove(tmp)  # a failure or Ctrl-C at any stage leaves nothing that looks complete
+        remove(tmp)  # a failure or Ctrl-C at any stage leaves nothing that looks complete
     outcome = ExportOutcome(final, manifest_final, manifest, parity_report)
     for hook in AFTER_EXPORT:
         hook(outcome, opts)

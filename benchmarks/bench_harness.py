@@ -30,6 +30,7 @@ import numpy as np
 from mobiledeploy.devicebench.device import cpu_model, cores_used
 from mobiledeploy.devicebench.protocol import Measured, Protocol, _rounds, measure
 from mobiledeploy.devicebench.runners import TensorSpec
+from _mdsection import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 TOLERANCE = 0.10
 SECTION = "## devicebench harness self-check"
@@ -147,20 +148,6 @@ def _v(dist: str) -> str:
         return "not installed"
 
 
-def write_section(md: Path, text: str) -> None:
-    """Replace this script's section in BENCHMARKS.md (or append it), leaving other sections alone."""
-    old = md.read_text() if md.exists() else "# Benchmarks\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + ("" if nxt < 0 else "\n" + old[nxt + 1:])
-    tmp = md.with_name(md.name + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, md)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="mobilenetv2_100")
@@ -183,8 +170,8 @@ def main() -> int:
               f"loop {[round(x, 3) for x in r['loop_blocks']]}")
     print(f"harness overhead per timed call: {overhead:.2f} µs")
     if a.write:
-        write_section(Path(a.write), section(rows, overhead, ["python", "benchmarks/bench_harness.py", *sys.argv[1:]],
-                                             a.runs, a.blocks, a.threads))
+        cmd = ["python", "benchmarks/bench_harness.py", *sys.argv[1:]]
+        write_section(Path(a.write), SECTION, section(rows, overhead, cmd, a.runs, a.blocks, a.threads))
         print(f"wrote the self-check section into {a.write}")
     return 0 if all(r["ok"] for r in rows) else 1
 

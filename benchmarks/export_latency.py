@@ -29,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # conftest.randomize_bn: the same randomised BN as the tests
+from _mdsection import write_section  # noqa: E402  (benchmarks/ is the script's folder)
 
 MODELS = ("ghostnet_100", "ghostnetv2_100", "mobilenetv2_100")
 SECTION = "## Export latency"
@@ -209,7 +210,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps({"rows": rows, "bars": bars}, indent=2))
     if args.write_md:
-        _write_section(ROOT / "BENCHMARKS.md", md_text)
+        write_section(ROOT / "BENCHMARKS.md", SECTION, md_text)
 
 
 def _bars(med: dict, p10: dict) -> list[dict]:
@@ -256,20 +257,6 @@ def _markdown(rows: list[dict], bars: list[dict], args: argparse.Namespace) -> s
         lines.append(f"| {b['bar']} | {b['value']:.3f} | {b['p10']:.3f} | {met} |")
     lines.append("")
     return "\n".join(lines)
-
-
-def _write_section(path: Path, text: str) -> None:
-    """Replace our section (up to the next '## ') or append it; other sections stay as they are."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = old.find(SECTION + "\n")
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1:] if nxt >= 0 else "")
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(new)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

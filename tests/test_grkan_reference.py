@@ -11,19 +11,7 @@ from mobiledeploy.errors import UserError
 from mobiledeploy.models.grkan import GRKAN, INITS, fit_rational, grkan_reference, init_coefficients
 from mobiledeploy.models.grkan.init import GELU_FIT_RANGE, gelu_exact, rational
 
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
-
-
-def coefficients(groups: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Swish-init coefficients with per-group perturbations: trained-like, all b non-zero."""
-    g = torch.Generator().manual_seed(seed)
-    a, b = init_coefficients("swish", groups)
-    a = a * (1 + 0.2 * torch.randn(a.shape, generator=g))
-    b = b + 0.05 * torch.randn(b.shape, generator=g)
-    return a, b
+from _grkan_util import coefficients, rel_l2  # noqa: E402  (tests/ is on sys.path under pytest)
 
 
 def closed_form(x, a, b, dy):

@@ -18,7 +18,7 @@ triton = pytest.importorskip("triton")
 from mobiledeploy.models.grkan import GRKAN, grkan, grkan_bwd, grkan_fwd, grkan_reference  # noqa: E402
 from mobiledeploy.models.grkan import kernels  # noqa: E402
 
-from mobiledeploy.models.grkan import init_coefficients  # noqa: E402
+from _grkan_util import coefficients, rel_l2  # noqa: E402  (tests/ is on sys.path under pytest)
 
 INTERP = kernels.INTERPRETED
 DEVICE = "cpu" if INTERP else "cuda"
@@ -29,18 +29,6 @@ if not INTERP and not torch.cuda.is_available():
 # (leading shape, channels): group sizes 24, 96, 192, 384; row counts prime, so no block size divides them.
 SHAPES = [((37,), 192), ((29,), 768), ((19,), 1536), ((13,), 3072), ((2, 7), 192)]
 VERSIONS = pytest.mark.parametrize("version", kernels.VERSIONS)
-
-
-def rel_l2(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm()).item()
-
-
-def coefficients(groups: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Swish-init coefficients with per-group perturbations: trained-like, all b non-zero."""
-    g = torch.Generator().manual_seed(seed)
-    a, b = init_coefficients("swish", groups)
-    return a * (1 + 0.2 * torch.randn(a.shape, generator=g)), b + 0.05 * torch.randn(b.shape, generator=g)
 
 
 def make(lead, C, seed=0, dtype=torch.float32):

@@ -35,6 +35,20 @@ def _horner_p(x, a0, a1, a2, a3, a4, a5):
 
 
 @triton.jit
+def _load_a(A):
+    """The six numerator coefficients, in fp32."""
+    return (tl.load(A + 0).to(tl.float32), tl.load(A + 1).to(tl.float32), tl.load(A + 2).to(tl.float32),
+            tl.load(A + 3).to(tl.float32), tl.load(A + 4).to(tl.float32), tl.load(A + 5).to(tl.float32))
+
+
+@triton.jit
+def _load_b_group(B, g):
+    """|b0|..|b3| of group g, in fp32."""
+    return (tl.abs(tl.load(B + g * 4 + 0).to(tl.float32)), tl.abs(tl.load(B + g * 4 + 1).to(tl.float32)),
+            tl.abs(tl.load(B + g * 4 + 2).to(tl.float32)), tl.abs(tl.load(B + g * 4 + 3).to(tl.float32)))
+
+
+@triton.jit
 def _tile(pid_m, pid_c, M, C: tl.constexpr, DG: tl.constexpr, CPG: tl.constexpr, BLOCK_M: tl.constexpr,
           BLOCK_C: tl.constexpr, EVEN_C: tl.constexpr, INT64: tl.constexpr):
     """Offsets and mask of one tile: rows pid_m*BLOCK_M.., columns of chunk pid_c (inside one group)."""
@@ -56,16 +70,8 @@ def _fwd_kernel(X, Y, A, B, M, C: tl.constexpr, DG: tl.constexpr, CPG: tl.conste
     pid_m = tl.program_id(0)
     pid_c = tl.program_id(1)
     g = pid_c // CPG
-    a0 = tl.load(A + 0).to(tl.float32)
-    a1 = tl.load(A + 1).to(tl.float32)
-    a2 = tl.load(A + 2).to(tl.float32)
-    a3 = tl.load(A + 3).to(tl.float32)
-    a4 = tl.load(A + 4).to(tl.float32)
-    a5 = tl.load(A + 5).to(tl.float32)
-    b0 = tl.abs(tl.load(B + g * 4 + 0).to(tl.float32))
-    b1 = tl.abs(tl.load(B + g * 4 + 1).to(tl.float32))
-    b2 = tl.abs(tl.load(B + g * 4 + 2).to(tl.float32))
-    b3 = tl.abs(tl.load(B + g * 4 + 3).to(tl.float32))
+    a0, a1, a2, a3, a4, a5 = _load_a(A)
+    b0, b1, b2, b3 = _load_b_group(B, g)
     offs, mask = _tile(pid_m, pid_c, M, C, DG, CPG, BLOCK_M, BLOCK_C, EVEN_C, INT64)
     x = tl.load(X + offs, mask=mask, other=0.0).to(tl.float32)
     p = _horner_p(x, a0, a1, a2, a3, a4, a5)
@@ -82,16 +88,8 @@ def _bwd_kernel(X, DY, DX, A, B, PART, DA, DB, M, ITERS, C: tl.constexpr, DG: tl
     pid_m = tl.program_id(0)
     pid_c = tl.program_id(1)
     g = pid_c // CPG
-    a0 = tl.load(A + 0).to(tl.float32)
-    a1 = tl.load(A + 1).to(tl.float32)
-    a2 = tl.load(A + 2).to(tl.float32)
-    a3 = tl.load(A + 3).to(tl.float32)
-    a4 = tl.load(A + 4).to(tl.float32)
-    a5 = tl.load(A + 5).to(tl.float32)
-    b0 = tl.abs(tl.load(B + g * 4 + 0).to(tl.float32))
-    b1 = tl.abs(tl.load(B + g * 4 + 1).to(tl.float32))
-    b2 = tl.abs(tl.load(B + g * 4 + 2).to(tl.float32))
-    b3 = tl.abs(tl.load(B + g * 4 + 3).to(tl.float32))
+    a0, a1, a2, a3, a4, a5 = _load_a(A)
+    b0, b1, b2, b3 = _load_b_group(B, g)
     # Per-slot accumulators: each slot sums ITERS terms sequentially, then one tree reduction
     # per program; short sequential runs keep the fp32 sums within ~1e-7 of exact.
     s0 = tl.zeros((BLOCK_M, BLOCK_C), tl.float32)
@@ -402,21 +400,20 @@ def _load_b(B, gcol, k: tl.constexpr):
 
 
 @triton.jit
+def _load_b_cols(B, gcol):
+    """|b0|..|b3| per column (a row vector each), for tiles that cross group boundaries."""
+    return (_load_b(B, gcol, 0)[None, :], _load_b(B, gcol, 1)[None, :], _load_b(B, gcol, 2)[None, :],
+            _load_b(B, gcol, 3)[None, :])
+
+
+@triton.jit
 def _fwd2_kernel(X, Y, A, B, M, ITERS, C: tl.constexpr, DG: tl.constexpr, BLOCK_R: tl.constexpr,
                  BLOCK_C: tl.constexpr, EVEN_C: tl.constexpr, INT64: tl.constexpr):
     pid_r = tl.program_id(0)
     nr = tl.num_programs(0)
     cols, gcol, cmask = _cols2(tl.program_id(1), C, DG, BLOCK_C, EVEN_C)
-    a0 = tl.load(A + 0).to(tl.float32)
-    a1 = tl.load(A + 1).to(tl.float32)
-    a2 = tl.load(A + 2).to(tl.float32)
-    a3 = tl.load(A + 3).to(tl.float32)
-    a4 = tl.load(A + 4).to(tl.float32)
-    a5 = tl.load(A + 5).to(tl.float32)
-    b0 = _load_b(B, gcol, 0)[None, :]
-    b1 = _load_b(B, gcol, 1)[None, :]
-    b2 = _load_b(B, gcol, 2)[None, :]
-    b3 = _load_b(B, gcol, 3)[None, :]
+    a0, a1, a2, a3, a4, a5 = _load_a(A)
+    b0, b1, b2, b3 = _load_b_cols(B, gcol)
     rr = tl.arange(0, BLOCK_R)
     offs, mask = _tile2(pid_r, rr, cols, cmask, M, C, BLOCK_R, EVEN_C, INT64)
     xn = tl.load(X + offs, mask=mask, other=0.0)
@@ -457,16 +454,8 @@ def _bwd2_kernel(X, DY, DX, A, B, PART, DA, DB, M, OUTER, C: tl.constexpr, DG: t
     nr = tl.num_programs(0)
     ct = tl.program_id(1)
     cols, gcol, cmask = _cols2(ct, C, DG, BLOCK_C, EVEN_C)
-    a0 = tl.load(A + 0).to(tl.float32)
-    a1 = tl.load(A + 1).to(tl.float32)
-    a2 = tl.load(A + 2).to(tl.float32)
-    a3 = tl.load(A + 3).to(tl.float32)
-    a4 = tl.load(A + 4).to(tl.float32)
-    a5 = tl.load(A + 5).to(tl.float32)
-    b0 = _load_b(B, gcol, 0)[None, :]
-    b1 = _load_b(B, gcol, 1)[None, :]
-    b2 = _load_b(B, gcol, 2)[None, :]
-    b3 = _load_b(B, gcol, 3)[None, :]
+    a0, a1, a2, a3, a4, a5 = _load_a(A)
+    b0, b1, b2, b3 = _load_b_cols(B, gcol)
     # Two levels: INNER row blocks accumulate element-wise in plain fp32 (a chain of INNER adds), then
     # their column sums join per-column running sums (k*) with Neumaier compensation (e*), so the chain
     # across the whole persistent loop costs ~ε, not ~ε·√chain: the grid no longer has to grow with M.

@@ -25,11 +25,7 @@ def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
     for name, p in (("gamma", gamma), ("beta", beta)):
         if p is not None and list(np.shape(p)) != norm_shape:
             raise ProgramTypeError(f"layer_norm {name} of shape {np.shape(p)} for normalised shape {norm_shape}")
-    if gamma is not None:
-        y = y * tt(gamma).reshape(bshape)
-    if beta is not None:
-        y = y + tt(beta).reshape(bshape)
-    return back(y, dt)
+    return back(_affine(y, gamma, beta, bshape), dt)
 
 
 @register_op()
@@ -38,11 +34,7 @@ def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
     dt = same_type(x=x, mean=mean, variance=variance, gamma=gamma, beta=beta)
     shape = [1, -1] + [1] * (np.ndim(x) - 2)
     t = (tt(x) - tt(mean).reshape(shape)) / torch.sqrt(tt(variance).reshape(shape) + float(scalar(epsilon)))
-    if gamma is not None:
-        t = t * tt(gamma).reshape(shape)
-    if beta is not None:
-        t = t + tt(beta).reshape(shape)
-    return back(t, dt)
+    return back(_affine(t, gamma, beta, shape), dt)
 
 
 @register_op()
@@ -54,10 +46,13 @@ def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
     mean = t.mean(ax, keepdim=True)
     var = ((t - mean) ** 2).mean(ax, keepdim=True)
     y = (t - mean) / torch.sqrt(var + float(scalar(epsilon)))
-    shape = [1, -1] + [1] * (t.dim() - 2)
-    if gamma is not None:
-        y = y * tt(gamma).reshape(shape)
-    if beta is not None:
-        y = y + tt(beta).reshape(shape)
-    return back(y, dt)
+    return back(_affine(y, gamma, beta, [1, -1] + [1] * (t.dim() - 2)), dt)
 
+
+def _affine(t: torch.Tensor, gamma, beta, shape: list[int]) -> torch.Tensor:
+    """Scale by gamma and shift by beta (either may be absent), broadcast through `shape`."""
+    if gamma is not None:
+        t = t * tt(gamma).reshape(shape)
+    if beta is not None:
+        t = t + tt(beta).reshape(shape)
+    return t

@@ -132,79 +132,18 @@ def tanh_gelu_names(program: torch.export.ExportedProgram) -> set[str]:
 
 def prepare_program(program: torch.export.ExportedProgram) -> tuple[torch.export.ExportedProgram, list[str]]:
     """An ATen-dialect program coremltools converts exactly: no `alias` nodes, no fractional nearest upsample."""
+    from .rewrites import RewriteContext, apply_rewrites
+
     if program.dialect != "ATEN":  # coremltools takes the ATen dialect (torch.export gives TRAINING)
         program = program.run_decompositions({})
-    else:  # we edit the graph below; leave the caller's program as it was
+    else:  # the passes edit the graph in place; leave the caller's program as it was
         program = copy.deepcopy(program)
-    fixes = []
-    graph = program.graph
-    aliases = [n for n in graph.nodes if n.op == "call_function" and n.target == torch.ops.aten.alias.default]
-    for node in aliases:
-        # coremltools 9 has no converter for aten.alias ("Unsupported fx node alias"); it is the identity on values.
-        node.replace_all_uses_with(node.args[0])
-        graph.erase_node(node)
-    if aliases:
-        fixes.append(f"remove_alias({len(aliases)})")
-    n = _fix_fractional_upsample(graph)
-    if n:
-        fixes.append(f"coreml_fractional_upsample_to_slices({n})")
-    graph.lint()
-    program.graph_module.recompile()
-    return program, fixes
-
-
-_NEAREST = (torch.ops.aten.upsample_nearest2d.vec, torch.ops.aten.upsample_nearest2d.default)
-
-
-def _fix_fractional_upsample(graph: torch.fx.Graph) -> int:
-    """Nearest upsampling by a non-integer factor → slices + concat that pick PyTorch's source rows/cols.
-
-    A fallback for programs that did not get the generic exact_nearest_upsample rewrite: Core ML would
-    otherwise receive upsample_nearest_neighbor with a fractional scale, whose sampling MIL leaves open.
-    """
-    from torch._guards import detect_fake_mode
-
-    count = 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target not in _NEAREST:
-            continue
-        x = node.args[0]
-        (h, w), (oh, ow) = x.meta["val"].shape[-2:], node.meta["val"].shape[-2:]
-        if oh % h == 0 and ow % w == 0:
-            continue
-        rows, cols = _source_indices(node, int(h), int(w))
-        fake = detect_fake_mode([x.meta["val"]])
-        with graph.inserting_before(node):
-            y = _select(graph, fake, x, 2, rows)
-            y = _select(graph, fake, y, 3, cols)
-        node.replace_all_uses_with(y)
-        graph.erase_node(node)
-        count += 1
-    return count
-
-
-def _source_indices(node: torch.fx.Node, h: int, w: int) -> tuple[list[int], list[int]]:
-    """The source row and column of each output pixel, read off PyTorch's own kernel on a coded input."""
-    code = torch.arange(h * w, dtype=torch.float64).reshape(1, 1, h, w)
-    args = [code, *node.args[1:]]
-    src = node.target(*args, **node.kwargs)[0, 0].to(torch.int64)
-    return (src[:, 0] // w).tolist(), (src[0, :] % w).tolist()
-
-
-def _select(graph: torch.fx.Graph, fake, x: torch.fx.Node, dim: int, idx: list[int]) -> torch.fx.Node:
-    """x indexed by `idx` along `dim`, as runs of slices joined by one concat (no constant tensors)."""
-    if idx == list(range(x.meta["val"].shape[dim])):
-        return x
-    parts = []
-    for i in idx:
-        s = graph.call_function(torch.ops.aten.slice.Tensor, (x, dim, i, i + 1))
-        parts.append(s)
-    cat = graph.call_function(torch.ops.aten.cat.default, (parts, dim))
-    with fake or contextlib.nullcontext():
-        for s in parts:
-            s.meta["val"] = torch.ops.aten.slice.Tensor(x.meta["val"], dim, s.args[2], s.args[3])
-        cat.meta["val"] = torch.ops.aten.cat.default([p.meta["val"] for p in parts], dim)
-    return cat
+    # The generic passes again, on the ATen graph: the decomposition can bring `aten.alias` back (coremltools 9:
+    # "Unsupported fx node alias"), and a request that skipped them must not give Core ML a fractional
+    # upsample_nearest_neighbor, whose sampling MIL leaves open.
+    program, applied = apply_rewrites(program, ("alias_cleanup", "exact_nearest_upsample"),
+                                      RewriteContext(target="coreml"))
+    return program, [f"{r['name']}({r['changed']})" for r in applied]
 
 
 # ---- the MIL program ----------------------------------------------------------------------------

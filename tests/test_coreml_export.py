@@ -57,7 +57,7 @@ def test_odd_maps_convert_exactly_without_fractional_upsample(tmp_path, hw):
         ref = m(x).numpy()
     assert rel_l2(got, ref) <= 1e-6
     odd = hw[0] % 2 or hw[1] % 2
-    assert any("fractional_upsample" in f for f in res.extra["coreml_rewrites"]) == bool(odd)
+    assert any(f.startswith("exact_nearest_upsample(") for f in res.extra["coreml_rewrites"]) == bool(odd)
 
 
 def test_app_artifact_image_classifier_metadata(tmp_path):

@@ -27,25 +27,88 @@ class Upsample(torch.nn.Module):
 
 
 def _convert(target, model, x, tmp_path, rewrites=True, precision="fp32", name="m"):
+    """The pipeline's rewrites and converter for one target; returns (result, output, rewrites applied)."""
     ep = torch.export.export(model, (x,), strict=False)
-    if rewrites:
-        ep, _ = apply_rewrites(ep, GENERIC, RewriteContext((x,)))
     tg = get_target(target)
+    applied = []
+    if rewrites:
+        ep, applied = apply_rewrites(ep, (*GENERIC, *tg.rewrites), RewriteContext((x,), target=target))
     out = tmp_path / f"{name}{tg.suffix}"
     res = tg.convert(ExportRequest("test", ep, model, (x,), out, precision=precision))
     y = get_runtime(target)(out, {res.inputs[0]["name"]: x.numpy()})
+    res.extra["rewrites"] = {a["name"]: a["changed"] for a in applied}
     return res, next(iter(y.values()))
 
 
-CASES = [((3, 3), (7, 7)), ((5, 6), (11, 13)), ((4, 4), (8, 8))]
+# (14, 14) → (16, 16) is a size pair where ONNX's Resize rule and PyTorch's pick different rows.
+CASES = [((3, 3), (7, 7)), ((5, 6), (11, 13)), ((4, 4), (8, 8)), ((14, 14), (16, 16)), ((3, 14), (7, 16))]
 
 
 @pytest.mark.parametrize("src,dst", CASES)
 def test_onnx_resizes_are_bit_exact(src, dst, tmp_path):
+    from mobiledeploy.exporters.rewrites.nearest import onnx_resize_indices
+
     x = torch.randn(1, 4, *src)
     model = Upsample(dst).eval()
-    _, y = _convert("onnx", model, x, tmp_path)
+    res, y = _convert("onnx", model, x, tmp_path)
     assert np.array_equal(y, model(x).numpy())
+    # The Resize stays where ONNX's rule already picks PyTorch's rows; elsewhere the rewrite makes it exact.
+    ref = [F.interpolate(torch.arange(n, dtype=torch.float32).view(1, 1, 1, n), size=(1, m)).flatten().int().tolist()
+           for n, m in zip(src, dst)]
+    agree = all(onnx_resize_indices(n, m) == r for n, m, r in zip(src, dst, ref))
+    assert ("exact_nearest_upsample" in res.extra["rewrites"]) == (not agree), (agree, res.extra["rewrites"])
+    if (src, dst) == ((14, 14), (16, 16)):
+        assert not agree  # the case that makes the per-node check necessary
+
+
+def test_onnx_resize_rule_is_onnxruntimes(tmp_path):
+    # onnx_resize_indices is what decides that a Resize may stay: it must be onnxruntime's own arithmetic.
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from mobiledeploy.exporters.rewrites.nearest import onnx_resize_indices
+
+    checked = 0
+    for n_in in (2, 3, 5, 6, 7, 12, 14, 20, 21, 25, 26):
+        for n_out in range(n_in, 4 * n_in + 3):
+            sizes = numpy_helper.from_array(np.array([1, 1, 1, n_out], np.int64), "sizes")
+            node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", nearest_mode="floor",
+                                    coordinate_transformation_mode="asymmetric")
+            graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, n_in])],
+                                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, n_out])], [sizes])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+            sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            got = sess.run(None, {"x": np.arange(n_in, dtype=np.float32).reshape(1, 1, 1, n_in)})[0]
+            assert got.ravel().astype(int).tolist() == onnx_resize_indices(n_in, n_out), (n_in, n_out)
+            checked += 1
+    assert checked > 300 and onnx is not None
+
+
+def test_onnx_average_pool_becomes_an_exact_depthwise_conv(tmp_path):
+    # GhostNetV2's DFC pool (2x2/2) on odd and even maps, next to pools the rewrite must leave alone.
+    class Pools(torch.nn.Module):
+        def forward(self, x):
+            return (F.avg_pool2d(x, 2, 2) * 3.0, F.avg_pool2d(x, 3, 3) * 3.0, F.avg_pool2d(x, 2, 1) * 3.0)
+
+    import onnx
+
+    for size in ((9, 9), (8, 12), (7, 10)):
+        x = torch.randn(1, 5, *size)
+        model = Pools().eval()
+        ep = torch.export.export(model, (x,), strict=False)
+        ep, applied = apply_rewrites(ep, (*GENERIC, *get_target("onnx").rewrites), RewriteContext((x,), target="onnx"))
+        assert {a["name"]: a["changed"] for a in applied}.get("avgpool_as_depthwise_conv") == 1
+        out = tmp_path / f"pools_{size[0]}x{size[1]}.onnx"
+        res = get_target("onnx").convert(ExportRequest("test", ep, model, (x,), out))
+        got = get_runtime("onnx")(out, {res.inputs[0]["name"]: x.numpy()})
+        want = [w.numpy() for w in model(x)]
+        for w in want:
+            g = next(v for v in got.values() if v.shape == w.shape)
+            # 1/4 is a power of two: every product is exact, only the order of the additions may differ.
+            assert np.abs(g - w).max() <= 4 * np.finfo(np.float32).eps * np.abs(w).max(), size
+        ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+        assert ops.count("AveragePool") == 2 and "Conv" in ops, ops  # 3x3/3 and 2x2/1 stay pools
 
 
 def test_tflite_resizes_are_bit_exact_and_fully_delegated(tmp_path):

@@ -34,6 +34,19 @@ def insert(graph: fx.Graph, before: fx.Node, target: Callable, args: tuple, like
     return node
 
 
+def replace(graph: fx.Graph, old: fx.Node, new: fx.Node) -> None:
+    """Route every user of `old` to `new` and drop `old`."""
+    old.replace_all_uses_with(new)
+    graph.erase_node(old)
+
+
+def finished(program: torch.export.ExportedProgram, n: int) -> tuple[torch.export.ExportedProgram, int]:
+    """A pass's return value: the program (checked and recompiled when n nodes changed) and n."""
+    if n:
+        finish(program)
+    return program, n
+
+
 def finish(program: torch.export.ExportedProgram) -> None:
     """Drop dead nodes, check the graph and regenerate its code after edits."""
     gm = program.graph_module

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import RewriteContext, register_rewrite
-from ._graph import call_nodes, finish, val
+from ._graph import call_nodes, finished, replace, val
 
 aten = torch.ops.aten
 _INT_MAX = 2**63 - 1
@@ -34,9 +34,6 @@ def alias_cleanup(program: torch.export.ExportedProgram, ctx: RewriteContext) ->
         # A user output that is literally a user input would change the program's signature.
         if src.op == "placeholder" and any(u.op == "output" for u in node.users):
             continue
-        node.replace_all_uses_with(src)
-        program.graph_module.graph.erase_node(node)
+        replace(program.graph_module.graph, node, src)
         n += 1
-    if n:
-        finish(program)
-    return program, n
+    return finished(program, n)

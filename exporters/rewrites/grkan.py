@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import RewriteContext, register_rewrite
-from ._graph import finish, insert, val
+from ._graph import finished, insert, replace, val
 
 aten = torch.ops.aten
 OP_NAME = "mobiledeploy.grkan_fwd.default"
@@ -51,8 +51,5 @@ def grkan_lowering(program: torch.export.ExportedProgram, ctx: RewriteContext) -
     graph = program.graph_module.graph
     nodes = [n for n in graph.nodes if n.op == "call_function" and str(n.target) == OP_NAME]
     for node in nodes:
-        node.replace_all_uses_with(_lower(graph, node))
-        graph.erase_node(node)
-    if nodes:
-        finish(program)
-    return program, len(nodes)
+        replace(graph, node, _lower(graph, node))
+    return finished(program, len(nodes))

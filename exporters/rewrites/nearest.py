@@ -5,16 +5,19 @@ with other rules: litert-torch emits RESIZE_NEAREST_NEIGHBOR with half-pixel cen
 3→7 DFC gate reads rows [0,0,1,1,1,2,2] instead of [0,0,0,1,1,2,2], and Core ML gets a fractional
 scale whose rule its spec leaves open. Integer multiples agree everywhere, so we keep one resize by
 the largest integer factor (the runtimes' fast path) and fix the remainder with slices and a concat.
+ONNX is the exception: its Resize (nearest, floor, asymmetric, output sizes) has a floor rule of its
+own, and where that rule picks PyTorch's rows the Resize is already exact and cheaper than slices.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import torch
 
 from . import RewriteContext, register_rewrite
-from ._graph import call_nodes, finish, insert, val
+from ._graph import call_nodes, finished, insert, replace, val
 
 aten = torch.ops.aten
 _NEAREST = (
@@ -24,6 +27,8 @@ _NEAREST = (
     aten._upsample_nearest_exact2d.default,
 )
 _EXACT = (aten._upsample_nearest_exact2d.vec, aten._upsample_nearest_exact2d.default)
+# Targets whose exporter writes upsample_nearest2d as ONNX Resize(nearest, floor, asymmetric, sizes).
+_ONNX_RESIZE = ("onnx", "ort")
 
 
 def index_maps(node: torch.fx.Node) -> tuple[list[int], list[int]]:
@@ -36,6 +41,28 @@ def index_maps(node: torch.fx.Node) -> tuple[list[int], list[int]]:
     r = node.target(rows, *rest, **kw)
     c = node.target(cols, *rest, **kw)
     return [int(v) for v in r[0, 0, :, 0].tolist()], [int(v) for v in c[0, 0, 0, :].tolist()]
+
+
+def onnx_resize_indices(n_in: int, n_out: int) -> list[int]:
+    """Source index of each output of ONNX Resize(nearest, floor, asymmetric) given output sizes.
+
+    The spec's x_original = x_resized / scale with scale = out/in, in float32 as onnxruntime computes
+    it (checked against onnxruntime for every in < 70, out < 230). It differs from PyTorch's
+    floor(dst * float32(in/out)) for ~3 % of size pairs, so each node is checked, never assumed.
+    """
+    scale = np.float32(n_out) / np.float32(n_in)
+    dst = np.arange(n_out, dtype=np.float32)
+    return np.minimum(np.floor(dst / scale), n_in - 1).astype(np.int64).tolist()
+
+
+def _onnx_resize_is_exact(node: torch.fx.Node, idx_h: list[int], idx_w: list[int], hi: int, wi: int) -> bool:
+    """True when the ONNX Resize this node exports to picks exactly PyTorch's rows and columns."""
+    if node.target not in (aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default):
+        return False
+    scales = node.args[2:] if len(node.args) > 2 else ()
+    if node.args[1] is None or any(s is not None for s in scales):
+        return False  # written with scales, not sizes: the runtime's rule then depends on the float given
+    return onnx_resize_indices(hi, len(idx_h)) == idx_h and onnx_resize_indices(wi, len(idx_w)) == idx_w
 
 
 def integer_factor(idx: list[int], n_in: int) -> int | None:
@@ -98,6 +125,8 @@ def exact_nearest(program: torch.export.ExportedProgram, ctx: RewriteContext) ->
             continue  # symbolic shapes: static_shapes runs first in the pipeline
         hi, wi = int(xv.shape[2]), int(xv.shape[3])
         idx_h, idx_w = index_maps(node)
+        if ctx.target in _ONNX_RESIZE and _onnx_resize_is_exact(node, idx_h, idx_w, hi, wi):
+            continue
         (qh, ph), (qw, pw) = plan(idx_h, hi), plan(idx_w, wi)
         if not ph and not pw and node.target not in _EXACT and (qh, qw) != (1, 1):
             continue  # already an integer multiple: exact on every runtime, and their fast path
@@ -108,9 +137,6 @@ def exact_nearest(program: torch.export.ExportedProgram, ctx: RewriteContext) ->
             if pieces:
                 parts = [insert(graph, node, aten.slice.Tensor, (y, dim, s, e, st), node) for s, e, st in pieces]
                 y = parts[0] if len(parts) == 1 else insert(graph, node, aten.cat.default, (parts, dim), node)
-        node.replace_all_uses_with(y)
-        graph.erase_node(node)
+        replace(graph, node, y)
         n += 1
-    if n:
-        finish(program)
-    return program, n
+    return finished(program, n)

@@ -63,12 +63,12 @@ def test_ghostnetv2_sizes(size, target, tmp_path, weights):
     m = _export(tmp_path, "ghostnetv2_100", target, size, weights("ghostnetv2_100"))
     names = {r["name"]: r["changed"] for r in m["rewrites"]}
     assert m["inputs"][0]["shape"] == [1, 3, *size]
-    if target == "onnx":
-        # ONNX's own Resize rule picks PyTorch's rows for 3→7 and 12→25, so the Resize stays (checked per
-        # node; tests/test_rewrites_runtimes.py has a size where it does not); the DFC pools become convs.
-        assert "exact_nearest_upsample" not in names and names.get("avgpool_as_depthwise_conv") == 14, names
-    elif size in ((224, 224), (200, 200)):  # odd DFC maps (7×7; 25×25): a 3→7 / 12→25 resize each
-        assert names.get("exact_nearest_upsample", 0) > 0, names
+    if target == "onnx":  # onnxruntime pools in plain NCHW; the DFC pools become depthwise convs there
+        assert names.get("avgpool_as_depthwise_conv") == 14, names
+    if size in ((224, 224), (200, 200)):  # odd DFC maps (7×7; 25×25): a 3→7 / 12→25 resize each
+        # (on ONNX the four 3→7 become selection MatMuls; 12→25 stays a Resize, exact by ONNX's own rule)
+        n_exact = names.get("exact_nearest_upsample", 0)
+        assert (n_exact == 4) if target == "onnx" else n_exact > 0, names
     else:  # 256 and 256×192 halve to even maps only: every resize is an exact 2× and stays as it is
         assert "exact_nearest_upsample" not in names, names
     if target == "tflite":
@@ -116,8 +116,7 @@ def test_timm_ghostnetv2(target, tmp_path):
     pytest.importorskip("timm")
     m = _export(tmp_path, "timm:ghostnetv2_100", target)
     assert m["model"]["source"] == "timm"
-    # On ONNX the 3→7 Resize is already exact by ONNX's rule and stays (see test_ghostnetv2_sizes).
-    assert ("exact_nearest_upsample" in {r["name"] for r in m["rewrites"]}) == (target != "onnx")
+    assert "exact_nearest_upsample" in {r["name"] for r in m["rewrites"]}
     if target == "tflite":
         assert "nearest_to_depth_to_space" in {r["name"] for r in m["rewrites"]}
         _check_tflite(m)

@@ -204,8 +204,7 @@ def test_pt2_dynamic_program_exports_exactly_at_a_static_batch(tiny_pt2, tmp_pat
     assert rc == 0, err
     m = json.loads(out)
     assert m["model"]["source"] == "pt2" and m["inputs"][0]["shape"] == [1 * 2, 3, 14, 14]
-    # 3→7 stays an ONNX Resize (exact by ONNX's rule there); the DFC pool becomes a depthwise conv.
-    assert {"static_shapes", "avgpool_as_depthwise_conv"} <= {r["name"] for r in m["rewrites"]}
+    assert {"static_shapes", "exact_nearest_upsample", "avgpool_as_depthwise_conv"} <= {r["name"] for r in m["rewrites"]}
     assert m["verified"] and m["parity"]["rel_l2"] <= 1e-5
     rc, out, err = _run(["verify", str(tmp_path / "tiny_dfc_b2.onnx"), "--json"], capsys)
     assert rc == 0 and json.loads(out)["verified"] is True

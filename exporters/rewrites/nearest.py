@@ -6,7 +6,8 @@ with other rules: litert-torch emits RESIZE_NEAREST_NEIGHBOR with half-pixel cen
 scale whose rule its spec leaves open. Integer multiples agree everywhere, so we keep one resize by
 the largest integer factor (the runtimes' fast path) and fix the remainder with slices and a concat.
 ONNX is the exception: its Resize (nearest, floor, asymmetric, output sizes) has a floor rule of its
-own, and where that rule picks PyTorch's rows the Resize is already exact and cheaper than slices.
+own, and where that rule picks PyTorch's rows the Resize is already exact and cheaper than slices;
+tiny maps become one MatMul with a 0/1 selection matrix, onnxruntime's fastest way to move them.
 """
 
 from __future__ import annotations
@@ -113,6 +114,46 @@ def plan(idx: list[int], n_in: int) -> tuple[int, list[tuple[int, int, int]]]:
     return q, pieces
 
 
+# ONNX: a map of at most this many pixels (GhostNetV2's 3×3 gates) is resized by one MatMul with a 0/1
+# selection matrix. onnxruntime runs it in its GEMM; a non-integer Resize runs in plain NCHW between
+# layout conversions and cost 4× more there. Each output sums one x·1 and zeros: exact for finite x.
+_SELECT_MAX_PIXELS = 16
+
+
+def _floor_rule(idx: list[int], n_in: int) -> bool:
+    """True when idx is the integer floor(dst · in / out), which the graph can rebuild from integer ops."""
+    return idx == [(d * n_in) // len(idx) for d in range(len(idx))]
+
+
+def _selectable(xv: torch.Tensor, idx_h: list[int], idx_w: list[int]) -> bool:
+    """A small floating-point map whose rows and columns follow the integer floor rule."""
+    h, w = int(xv.shape[2]), int(xv.shape[3])
+    return (xv.dtype.is_floating_point and h * w <= _SELECT_MAX_PIXELS
+            and _floor_rule(idx_h, h) and _floor_rule(idx_w, w))
+
+
+def _selection_matmul(graph: torch.fx.Graph, node: torch.fx.Node, out_h: int, out_w: int) -> torch.fx.Node:
+    """x (N,C,h,w) → reshape (N·C, h·w) @ S (h·w, H·W) → (N,C,H,W), S built from integer ops (folded on export)."""
+    x = node.args[0]
+    xv = val(x)
+    nb, c, h, w = (int(d) for d in xv.shape)
+
+    def op(target, *args, **kw):
+        return insert(graph, node, target, args, node, kw or None)
+
+    def floor_index(n_out: int, n_in: int) -> torch.fx.Node:  # floor(dst · in / out), exact in int64
+        dst = op(aten.arange.default, n_out, dtype=torch.int64, device=xv.device)
+        return op(aten.floor_divide.default, op(aten.mul.Tensor, dst, n_in), n_out)
+
+    rows = op(aten.view.default, floor_index(out_h, h), [out_h, 1])
+    cols = op(aten.view.default, floor_index(out_w, w), [1, out_w])
+    src = op(aten.view.default, op(aten.add.Tensor, op(aten.mul.Tensor, rows, w), cols), [1, out_h * out_w])
+    pixel = op(aten.view.default, op(aten.arange.default, h * w, dtype=torch.int64, device=xv.device), [h * w, 1])
+    select = op(aten._to_copy.default, op(aten.eq.Tensor, pixel, src), dtype=xv.dtype)
+    flat = op(aten.view.default, x, [nb * c, h * w])
+    return op(aten.view.default, op(aten.mm.default, flat, select), [nb, c, out_h, out_w])
+
+
 @register_rewrite("exact_nearest_upsample")
 def exact_nearest(program: torch.export.ExportedProgram, ctx: RewriteContext) -> tuple[torch.export.ExportedProgram, int]:
     """Nearest resizes follow PyTorch's floor rule on every target: integer resize + slices + concat."""
@@ -125,10 +166,15 @@ def exact_nearest(program: torch.export.ExportedProgram, ctx: RewriteContext) ->
             continue  # symbolic shapes: static_shapes runs first in the pipeline
         hi, wi = int(xv.shape[2]), int(xv.shape[3])
         idx_h, idx_w = index_maps(node)
+        (qh, ph), (qw, pw) = plan(idx_h, hi), plan(idx_w, wi)
+        integer = not ph and not pw and node.target not in _EXACT
+        if ctx.target in _ONNX_RESIZE and not integer and _selectable(xv, idx_h, idx_w):
+            replace(graph, node, _selection_matmul(graph, node, len(idx_h), len(idx_w)))
+            n += 1
+            continue
         if ctx.target in _ONNX_RESIZE and _onnx_resize_is_exact(node, idx_h, idx_w, hi, wi):
             continue
-        (qh, ph), (qw, pw) = plan(idx_h, hi), plan(idx_w, wi)
-        if not ph and not pw and node.target not in _EXACT and (qh, qw) != (1, 1):
+        if integer and (qh, qw) != (1, 1):
             continue  # already an integer multiple: exact on every runtime, and their fast path
         y = x
         if (qh, qw) != (1, 1):

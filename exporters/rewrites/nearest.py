@@ -150,7 +150,7 @@ def _selection_matmul(graph: torch.fx.Graph, node: torch.fx.Node, out_h: int, ou
     src = op(aten.view.default, op(aten.add.Tensor, op(aten.mul.Tensor, rows, w), cols), [1, out_h * out_w])
     pixel = op(aten.view.default, op(aten.arange.default, h * w, dtype=torch.int64, device=xv.device), [h * w, 1])
     select = op(aten._to_copy.default, op(aten.eq.Tensor, pixel, src), dtype=xv.dtype)
-    flat = op(aten.view.default, x, [nb * c, h * w])
+    flat = op(aten.reshape.default, x, [nb * c, h * w])  # reshape: x may be channels-last
     return op(aten.view.default, op(aten.mm.default, flat, select), [nb, c, out_h, out_w])
 
 

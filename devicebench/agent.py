@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cooldown", type=float, default=0.0)
     p.add_argument("--profile-ops", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sessions", type=int, default=1)
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
     return p
 
@@ -50,7 +51,8 @@ def run(argv: list[str]) -> dict[str, Any]:
     except ValueError as e:
         raise UserError(f"bad --cores {a.cores!r}: {e}", "use a CPU list like 0-3 or 4,5") from None
     proto = Protocol(warmup=a.warmup, warmup_seconds=a.warmup_seconds, runs=a.runs, min_seconds=a.min_seconds,
-                     cooldown=a.cooldown, threads=a.threads, cores=cores, profile_ops=a.profile_ops, seed=a.seed)
+                     cooldown=a.cooldown, threads=a.threads, cores=cores, profile_ops=a.profile_ops, seed=a.seed,
+                     sessions=a.sessions)
     result = measure(a.artifacts, a.runtime, proto)
     result["agent"] = {"python": sys.version.split()[0], "executable": sys.executable, "file": __file__}
     return result

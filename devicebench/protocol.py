@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import resource
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,10 @@ class Protocol:
     profile_runs: int = 20
     seed: int = 0
     max_seconds: float = 3600.0  # a guard against a min_seconds typo, per phase
+    # Loads of each artifact, rotated and pooled: one load's memory placement can shift every run of
+    # it by 4-7 % (two loads of the same .onnx, measured on the development VM), which no amount of
+    # interleaving removes.
+    sessions: int = 1
 
     def validate(self) -> None:
         """Reject values that cannot describe a measurement."""
@@ -51,6 +56,8 @@ class Protocol:
             raise UserError(f"--runs must be at least 1 (got {self.runs})", "pass e.g. --runs 50")
         if self.warmup < 0 or self.warmup_seconds < 0 or self.min_seconds < 0 or self.cooldown < 0:
             raise UserError("--warmup, --warmup-seconds, --min-seconds and --cooldown cannot be negative")
+        if self.sessions < 1:
+            raise UserError(f"--sessions must be at least 1 (got {self.sessions})", "pass e.g. --sessions 3")
         if self.threads < 1:
             raise UserError(f"--threads must be at least 1 (got {self.threads})",
                             "threads are explicit here: pass the count the app will use")
@@ -78,6 +85,7 @@ class Measured:
     rss_load_mb: float | None
     warmup_count: int = 0
     samples_ms: list[float] = field(default_factory=list)
+    session_medians_ms: list[float] = field(default_factory=list)  # one per load, with --sessions > 1
 
 
 def find_manifest(artifact: str) -> str | None:
@@ -256,10 +264,11 @@ def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Proto
     try:
         facts = device.host_facts()
         say = progress or (lambda _msg: None)
-        items = []
-        for i, (a, r) in enumerate(zip(artifacts, runtimes)):
-            say(f"loading {a}")
-            items.append(_load(a, r, proto, label=_label(a, i, artifacts)))
+        items = []  # session-major: items[s * len(artifacts) + i] is load s of artifact i
+        for s in range(proto.sessions):
+            for i, (a, r) in enumerate(zip(artifacts, runtimes)):
+                say(f"loading {a}" + (f" ({s + 1}/{proto.sessions})" if proto.sessions > 1 else ""))
+                items.append(_load(a, r, proto, label=_label(a, i, artifacts)))
         gc_was = gc.isenabled()
         gc.collect()
         # The collector's pauses belong to the harness, not to the model: keep them out of timed calls.
@@ -268,18 +277,33 @@ def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Proto
             say("warming up")
             _rounds(items, proto.warmup, proto.warmup_seconds, proto.max_seconds, 0.0, record=False)
             say("measuring")
-            _rounds(items, proto.runs, proto.min_seconds, proto.max_seconds, proto.cooldown, record=True)
+            per_session = -(-proto.runs // proto.sessions)  # --runs counts per artifact, over its loads
+            _rounds(items, per_session, proto.min_seconds, proto.max_seconds, proto.cooldown, record=True)
         finally:
             if gc_was:
                 gc.enable()
         peak = peak_rss_mb()
         facts["temperatures_c"]["after"] = device.temperatures()
-        results = _results(items, proto, facts, peak, say)
+        results = _results(_pool(items, len(artifacts)), proto, facts, peak, say)
     finally:
         if previous is not None:
             os.sched_setaffinity(0, previous)  # a library caller's process is not left pinned
     return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "device": facts, "protocol": results[0]["protocol"], "results": results}
+
+
+def _pool(items: list[Measured], n_artifacts: int) -> list[Measured]:
+    """One Measured per artifact: the first load's, with every load's samples interleaved round by round."""
+    pooled = []
+    for i in range(n_artifacts):
+        loads = items[i::n_artifacts]
+        first = loads[0]
+        if len(loads) > 1:
+            first.session_medians_ms = [statistics.median(m.samples_ms) for m in loads]
+            first.samples_ms = [x for rnd in zip(*(m.samples_ms for m in loads)) for x in rnd]
+            first.warmup_count = sum(m.warmup_count for m in loads)
+        pooled.append(first)
+    return pooled
 
 
 def _results(items: list[Measured], proto: Protocol, facts: dict[str, Any], peak: float,
@@ -296,6 +320,8 @@ def _results(items: list[Measured], proto: Protocol, facts: dict[str, Any], peak
             ops = m.runner.op_profile(m.inputs, proto.profile_runs)
         lat = stats.summarize(m.samples_ms)
         lat.update(init=m.init_ms, first=m.first_ms, warmup_count=m.warmup_count)
+        if m.session_medians_ms:
+            lat["session_medians"] = m.session_medians_ms
         results.append({
             "schema": SCHEMA,
             "label": m.label,

@@ -24,8 +24,13 @@ def table(run: dict[str, Any]):
     where = dev.get("board") or dev.get("model") or dev.get("hostname") or "?"
     title = (f"mobiledeploy bench · {where} · {dev.get('cpu') or '?'} · threads {proto.get('threads')} · "
              f"cores {_cores(dev.get('cores_used'))} · {proto.get('runs')} runs"
-             + (" interleaved" if proto.get("interleaved") else ""))
-    t = Table(title=title)
+             + (" interleaved" if proto.get("interleaved") else "")
+             + (f" · {proto['sessions']} loads each, pooled" if (proto.get("sessions") or 1) > 1 else ""))
+    spreads = [max(m) / min(m) - 1 for r in run.get("results", [])
+               if len(m := (r.get("latency_ms") or {}).get("session_medians") or []) > 1 and min(m) > 0]
+    caption = (f"loads of the same artifact differed by up to {100 * max(spreads):.1f} % in median: "
+               "read smaller ratios as noise" if spreads else None)
+    t = Table(title=title, caption=caption)
     cols = [("artifact", "left"), ("runtime", "left"), ("init ms", "right"), ("first ms", "right"),
             ("median ms", "right"), ("p90", "right"), ("p99", "right"), ("mean", "right"), ("std", "right"),
             ("cv %", "right"), ("min", "right"), ("ratio", "right"), ("partitions", "right"),

@@ -286,6 +286,8 @@ def agent_argv(proto: Protocol, runtime: str, remote_paths: Sequence[str]) -> li
         argv += ["--cores", ",".join(str(c) for c in proto.cores)]
     if proto.profile_ops:
         argv.append("--profile-ops")
+    if proto.sessions > 1:
+        argv += ["--sessions", str(proto.sessions)]
     return argv + ["--", *remote_paths]
 
 

@@ -19,4 +19,4 @@ $md verify "$out/ghostnetv2_100.tflite"
 # only on macOS, so its packages are benchmarked there (`mobiledeploy bench out/*.mlpackage`).
 $md bench "$out"/ghostnetv2_100.tflite "$out"/ghostnet_100.tflite "$out"/mobilenetv2_100.tflite \
     "$out"/ghostnetv2_100.onnx "$out"/ghostnet_100.onnx "$out"/mobilenetv2_100.onnx \
-    --threads 1 --runs 100 --json "$out/bench.json" --plot "$out/bench.png"
+    --threads 1 --runs 100 --sessions 3 --json "$out/bench.json" --plot "$out/bench.png"

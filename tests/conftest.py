@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench_support import artifacts  # noqa: F401  (session fixture of the bench tests, shared through conftest)
+
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Give every BatchNorm random affine parameters and running statistics (so BN is not a no-op)."""

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from bench_support import artifacts  # noqa: F401  (fixture)
 from mobiledeploy.cli import main
 
 DOUBLES = Path(__file__).parent / "doubles"

@@ -12,7 +12,7 @@ import tarfile
 
 import pytest
 
-from bench_support import artifacts, tiny_net  # noqa: F401  (fixture)
+from bench_support import tiny_net
 from mobiledeploy.cli import main
 from mobiledeploy.devicebench.protocol import Protocol, measure
 from mobiledeploy.devicebench.ssh import bundle
@@ -162,6 +162,29 @@ def test_bad_input_one_line_errors(artifacts, tmp_path, capsys):
     unknown.write_bytes(b"x")
     err = _one_line_error(capsys, ["bench", str(unknown)])
     assert "no runtime for '.bin'" in err
+
+
+def test_sessions_pool_several_loads_of_each_artifact(artifacts, capsys):
+    # Each artifact is loaded 3 times; the loads are rotated and their samples pooled (--runs in all).
+    rc = main(["bench", str(artifacts["onnx"]), str(artifacts["tflite"]), "--runs", "6", "--warmup", "1",
+               "--sessions", "3", "--json", "-"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    run = json.loads(captured.out)
+    assert run["protocol"]["sessions"] == 3 and "--sessions 3" in run["protocol"]["command"]
+    assert [r["label"] for r in run["results"]] == ["tiny.onnx", "tiny.tflite"]
+    for r in run["results"]:
+        lat = r["latency_ms"]
+        assert lat["count"] == 6 and lat["warmup_count"] == 3  # 2 counted runs and 1 warm-up per load
+        assert len(lat["session_medians"]) == 3 and all(m > 0 for m in lat["session_medians"])
+        assert min(lat["session_medians"]) <= lat["median"] <= max(lat["session_medians"])
+    rc = main(["bench", str(artifacts["onnx"]), "--runs", "4", "--warmup", "0", "--sessions", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "2 loads each, pooled" in out and "loads of the same artifact differed by up to" in out
+    err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--sessions", "0"])
+    assert "--sessions must be at least 1" in err
+    err = _one_line_error(capsys, ["bench", str(artifacts["tflite"]), "--sessions", "2", "--device", "adb://X"])
+    assert "--sessions is for the host and ssh://" in err
 
 
 def test_json_to_stdout(artifacts, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_support import REPO, artifacts, start_sshd, stop_sshd, venv_python  # noqa: F401  (fixture)
+from bench_support import REPO, start_sshd, stop_sshd, venv_python
 from mobiledeploy.cli import main
 from mobiledeploy.devicebench.ssh import SSHOptions, SSHTarget, parse_ssh_url, ssh_argv
 from mobiledeploy.errors import UserError
@@ -40,7 +40,7 @@ def _leftovers(server) -> list[str]:
 def test_whole_path_copy_run_collect_cleanup(sshd, artifacts, tmp_path, capsys):
     out = tmp_path / "board.json"
     rc = main(["bench", str(artifacts["onnx"]), str(artifacts["tflite"]), *FAST, *_ssh_args(sshd),
-               "--json", str(out), "--plot", str(tmp_path / "board.png")])
+               "--sessions", "2", "--json", str(out), "--plot", str(tmp_path / "board.png")])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "tiny.onnx" in captured.out
@@ -55,7 +55,8 @@ def test_whole_path_copy_run_collect_cleanup(sshd, artifacts, tmp_path, capsys):
     # The agent that ran is the copy shipped into the board's folder, not this checkout.
     assert run["agent"]["file"] == str(workdir / "pkg/mobiledeploy/devicebench/agent.py")
     assert [r["runtime"]["name"] for r in run["results"]] == ["onnxruntime", "litert"]
-    assert all(r["latency_ms"]["count"] == 5 for r in run["results"])
+    # --sessions reached the agent: two loads per artifact, 3 runs each (at least --runs 5 in all).
+    assert all(r["latency_ms"]["count"] == 6 and len(r["latency_ms"]["session_medians"]) == 2 for r in run["results"])
     assert run["results"][0]["artifact"]["sha256"] == run["results"][0]["artifact"]["sha256"]
     assert run["results"][1]["runtime"]["partitions"] == 1
     assert "--device" in run["protocol"]["command"]

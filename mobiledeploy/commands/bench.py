@@ -50,10 +50,13 @@ def _command_line(artifacts: tuple[str, ...], params: dict[str, Any]) -> str:
               help="LiteRT benchmark_model for the phone (needed with adb://).")
 @click.option("--adb", "adb_bin", default="adb", envvar="MOBILEDEPLOY_ADB", show_default=True, help="adb executable.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--sessions", type=int, default=1, show_default=True,
+              help="Load each artifact this many times and rotate between the loads, samples pooled (--runs in "
+                   "all): one load's memory placement can shift all its runs by several %. Host and ssh:// only.")
 def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str | None, runs: int, warmup: int,
             warmup_seconds: float, min_seconds: float, cooldown: float, profile_ops: bool, device: str | None,
             json_path: str | None, plot_path: str | None, remote_python: str, ssh_config: str | None,
-            connect_timeout: int, benchmark_binary: str | None, adb_bin: str, seed: int) -> None:
+            connect_timeout: int, benchmark_binary: str | None, adb_bin: str, seed: int, sessions: int) -> None:
     """Measure latency of ARTIFACTS, interleaved (A B A B …), with ratios to the first."""
     from rich.console import Console
 
@@ -67,12 +70,13 @@ def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str |
     except ValueError as e:
         raise UserError(f"bad --cores {cores!r}: {e}", "use a CPU list like 0, 0-3 or 4,5") from None
     proto = Protocol(warmup=warmup, warmup_seconds=warmup_seconds, runs=runs, min_seconds=min_seconds,
-                     cooldown=cooldown, threads=threads, cores=core_list, profile_ops=profile_ops, seed=seed)
+                     cooldown=cooldown, threads=threads, cores=core_list, profile_ops=profile_ops, seed=seed,
+                     sessions=sessions)
     proto.validate()
     cmdline = _command_line(artifacts, dict(
         runtime=None if runtime == "auto" else runtime, threads=threads, cores=cores, runs=runs, warmup=warmup,
         warmup_seconds=warmup_seconds or None, min_seconds=min_seconds or None, cooldown=cooldown or None,
-        profile_ops=profile_ops, device=device, seed=seed or None,
+        profile_ops=profile_ops, device=device, seed=seed or None, sessions=sessions if sessions > 1 else None,
         remote_python=remote_python if device and device.startswith("ssh://") else None,
         benchmark_binary=benchmark_binary))
     to_stdout = json_path == "-"
@@ -91,6 +95,9 @@ def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str |
         elif device.startswith("adb://"):
             from mobiledeploy.devicebench.adb import bench_adb
 
+            if sessions > 1:
+                raise UserError("--sessions is for the host and ssh:// boards",
+                                "benchmark_model loads a model once per run on a phone: repeat the command instead")
             if runtime not in ("auto", "litert"):
                 raise UserError(f"--runtime {runtime} does not run on phones here",
                                 "phones run .tflite through benchmark_model: use --runtime auto or litert")

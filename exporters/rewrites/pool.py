@@ -16,20 +16,28 @@ from ._graph import call_nodes, finished, insert, replace, val
 aten = torch.ops.aten
 
 
+_ARGS = ("self", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+
+
+def _pair(v: object, default: list[int]) -> list[int]:
+    """An int or a 1-/2-list as [a, b]; an empty or missing value as `default`."""
+    if v is None or v == [] or v == ():
+        return default
+    vals = [int(t) for t in v] if isinstance(v, (list, tuple)) else [int(v)]  # type: ignore[arg-type]
+    return vals * 2 if len(vals) == 1 else vals
+
+
 def _window(node: torch.fx.Node) -> int | None:
     """k when the node is a k×k / stride k avg_pool2d without padding, ceil mode or divisor override."""
-    args = list(node.args) + [None] * (7 - len(node.args))
-    x, kernel, stride, padding, ceil_mode, _count_pad, divisor = args[:7]
-    kernel = list(kernel) if isinstance(kernel, (list, tuple)) else [kernel] * 2
-    stride = list(stride) if stride else kernel  # an empty stride means stride = kernel
-    stride = stride * 2 if len(stride) == 1 else stride
-    kernel = kernel * 2 if len(kernel) == 1 else kernel
-    padding = list(padding) if padding else [0, 0]
-    xv = val(x)
+    a = {**dict(zip(_ARGS, node.args)), **node.kwargs}
+    xv = val(a["self"])
     if xv is None or xv.dim() != 4 or not xv.dtype.is_floating_point:
         return None
+    kernel = _pair(a.get("kernel_size"), [0, 0])
+    stride = _pair(a.get("stride"), kernel)  # an empty stride means stride = kernel
+    padding = _pair(a.get("padding"), [0, 0])
     k = kernel[0]
-    if kernel != [k, k] or stride != [k, k] or any(padding) or ceil_mode or divisor is not None:
+    if kernel != [k, k] or stride != [k, k] or any(padding) or a.get("ceil_mode") or a.get("divisor_override"):
         return None
     return k if k > 1 and (k * k) & (k * k - 1) == 0 else None  # 1/(k·k) exact in binary
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mobiledeploy import fsio
 from mobiledeploy.fsio import atomic_write, move_into_place
 
 
@@ -28,3 +29,11 @@ def test_move_folder_into_place(tmp_path, existing):
     (tmp / "Data").mkdir(parents=True)
     move_into_place(tmp, final)
     assert [p.name for p in final.iterdir()] == ["Data"] and not tmp.exists()
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    # mkstemp's 0600 must not leak into manifests: an app build under another user has to read them.
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    fsio.write_json(tmp_path / "manifest.json", {"a": 1})
+    assert (tmp_path / "manifest.json").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

@@ -121,6 +121,8 @@ def test_fp16_onnx_meets_its_stated_tolerance(tmp_path):
     (["export", "ghostnet_050", "--target", "onnx", "--input-size", "2x"], "bad --input-size"),
     (["export", "ghostnet_050", "--target", "onnx", "--precision", "fp8"], "unknown precision"),
     (["export", "missing.pt2", "--target", "onnx"], "no such .pt2 file"),
+    (["export", "ghostnet_050", "--target", "ort", "--precision", "fp16", "--input-size", "64"],
+     "--precision fp16 gains nothing for ort"),
     (["verify", "nowhere.onnx"], "no artifact at"),
 ])
 def test_bad_input_is_one_line(args, needle, capsys, tmp_path):

@@ -1,0 +1,47 @@
+"""The benchmark scripts still run on this CPU-only machine (smoke runs; their numbers are not checked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=timeout, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_grkan_quick_runs_the_reference_on_the_cpu(tmp_path):
+    out = tmp_path / "grkan.json"
+    _run("grkan.py", "--quick", "--out", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["shape"] for r in rows} >= {"kat_t_act1", "kat_t_act2"}
+    # The error columns are measured even without a GPU: float64 reference vs the path that ran.
+    assert all(r["err_y"] <= 1e-6 and r["err_dx"] <= 1e-6 for r in rows)
+
+
+def test_kat_train_smoke_run_says_gpu_numbers_need_a_gpu(tmp_path):
+    out = tmp_path / "kat.json"
+    proc = _run("kat_train.py", "--out", str(out))
+    assert "GPU numbers need a GPU" in proc.stdout + proc.stderr
+    assert json.loads(out.read_text())["device"] == "cpu"
+
+
+def test_xnnpack_breakdown_groups_perf_samples_by_kernel(artifacts):
+    if shutil.which("perf") is None:
+        pytest.skip("perf is not installed: the breakdown script cannot run here")
+    proc = _run("xnnpack_breakdown.py", str(artifacts["tflite"]), "--seconds", "1")
+    table = proc.stdout
+    assert "| kernel family | tiny µs |" in table and "total (wall, under perf)" in table
+    assert "GEMM" in table or "depthwise conv" in table  # the tiny net's convs ran inside XNNPACK

@@ -283,9 +283,6 @@ def _group_tiles(C: int, G: int) -> tuple[int, int, int, bool]:
 
 def _forward_v1(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """v1 forward: one tile per program, tiles inside one group."""
-    x = x.contiguous()
-    a = a.contiguous()
-    b = b.contiguous()
     C, M, G, dg, bc, cpg, even = _geometry(x, b)
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
@@ -304,10 +301,6 @@ def _forward_v1(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tens
 def _backward_v1(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """v1 backward: per-program scalar partials, ITERS tiles per program along rows."""
-    x = x.contiguous()
-    dy = dy.to(x.dtype).contiguous()
-    a = a.contiguous()
-    b = b.contiguous()
     C, M, G, dg, bc, cpg, even = _geometry(x, b)
     dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
@@ -688,9 +681,6 @@ def _needs_int64(block_r: int, progs: int, iters: int, C: int) -> bool:
 
 
 def _forward_v2(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    x = x.contiguous()
-    a = a.contiguous()
-    b = b.contiguous()
     C = x.shape[-1]
     M = x.numel() // C if C else 0
     dg, bc, n_ct, even, _ = _col_tiles(C, b.shape[0])
@@ -710,10 +700,6 @@ def _forward_v2(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tens
 
 def _backward_v2(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                  deterministic: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = x.contiguous()
-    dy = dy.to(x.dtype).contiguous()
-    a = a.contiguous()
-    b = b.contiguous()
     C = x.shape[-1]
     G = b.shape[0]
     M = x.numel() // C if C else 0
@@ -755,6 +741,7 @@ def _backward_v2(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Te
 
 def forward(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, version: str | None = None) -> torch.Tensor:
     """y = P(x)/Q(x) over the last dim of x (any leading dims), in x's dtype; `version` picks v1/v2."""
+    x, a, b = x.contiguous(), a.contiguous(), b.contiguous()  # every kernel indexes flat, row-major memory
     if kernel_version(version) == "v2":
         return _forward_v2(x, a, b)
     return _forward_v1(x, a, b)
@@ -763,6 +750,8 @@ def forward(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, version: str | No
 def backward(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, deterministic: bool = True,
              version: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dx, da, db): dx in x's dtype, da/db in the coefficients' dtypes, sums in fp32 (fp64 fold)."""
+    x, a, b = x.contiguous(), a.contiguous(), b.contiguous()  # every kernel indexes flat, row-major memory
+    dy = dy.to(x.dtype).contiguous()
     if kernel_version(version, "backward") == "v2":
         return _backward_v2(dy, x, a, b, deterministic)
     return _backward_v1(dy, x, a, b, deterministic)

@@ -44,3 +44,14 @@ stage() {
     local rc=${PIPESTATUS[0]}
     log "$name exit $rc$([ "$rc" -eq 124 ] && echo ' (timed out)')"
 }
+
+# versions_stage SECONDS MODULES: stage 0 of both scripts, the card, the versions and an import of
+# the given mobiledeploy modules (comma-separated, e.g. "models.grkan,models.kat") through the shim.
+versions_stage() {
+    local imports
+    imports=$(echo "$2" | sed 's/[^,][^,]*/mobiledeploy.&/g')
+    stage "stage 0: versions and package import" versions.txt "$1" bash -c "
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
+    $PY -c \"import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)\"
+    $PY -c \"import $imports; print('package import ok:', mobiledeploy.models.grkan.__file__)\""
+}

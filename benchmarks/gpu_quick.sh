@@ -11,10 +11,7 @@ set -u
 OUT_DEFAULT=out/gpu_quick BUDGET_DEFAULT=150
 source "$(dirname "$0")/gpu_common.sh"
 
-stage "stage 0: versions and package import" versions.txt "$(cap 20 125)" bash -c "
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
-    $PY -c \"import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)\"
-    $PY -c \"import mobiledeploy.models.grkan as g; print('package import ok:', g.__file__)\""
+versions_stage "$(cap 20 125)" models.grkan
 
 # Without a GPU (a dry run of this script) the kernels run in Triton's interpreter at a tiny size,
 # error columns only.

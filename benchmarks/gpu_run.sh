@@ -12,10 +12,7 @@ set -u
 OUT_DEFAULT=out/gpu BUDGET_DEFAULT=330
 source "$(dirname "$0")/gpu_common.sh"
 
-stage "stage 0: versions and package import" versions.txt "$(cap 20 300)" bash -c "
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv || true
-    $PY -c \"import sys, torch, triton; print('python', sys.version.split()[0]); print('torch', torch.__version__, 'cuda', torch.version.cuda); print('triton', triton.__version__); print('device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)\"
-    $PY -c \"import mobiledeploy.models.grkan as g, mobiledeploy.models.kat as k; print('package import ok:', g.__file__)\""
+versions_stage "$(cap 20 300)" models.grkan,models.kat
 
 # 4 shapes × fp32/bf16; eager (fp32 only), compile, ours (v2 kernels), ours_v1 (previous kernels),
 # ours_atomic (v2, fp32 only). Without a GPU (a dry run of this script) the kernels run in Triton's

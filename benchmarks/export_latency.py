@@ -196,15 +196,15 @@ def main() -> None:
         for slot in order:
             timed[slot].run(args.iters)
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
-    pooled = {k: [x for (a, _), t in timed.items() if a == k for x in t.times] for k in arts}
+    sessions = {k: [timed[(k, i)].times for i in range(args.sessions)] for k in arts}
+    pooled = {k: [x for times in v for x in times] for k, v in sessions.items()}
     # Per-round medians (each round holds every session once): the spread of a ratio across rounds.
-    per_round = {k: [statistics.median(x for (a, _), t in timed.items() if a == k
-                                       for x in t.times[r * args.iters:(r + 1) * args.iters])
-                     for r in range(args.rounds)] for k in arts}
+    per_round = {k: [statistics.median(x for times in v for x in times[r * args.iters:(r + 1) * args.iters])
+                     for r in range(args.rounds)] for k, v in sessions.items()}
     med = {k: statistics.median(v) for k, v in pooled.items()}
     p10 = {k: float(np.percentile(v, 10)) for k, v in pooled.items()}
-    spread = max(max(statistics.median(t.times) for (a, _), t in timed.items() if a == k)
-                 / min(statistics.median(t.times) for (a, _), t in timed.items() if a == k) for k in arts)
+    session_meds = [[statistics.median(times) for times in v] for v in sessions.values()]
+    spread = max(max(m) / min(m) for m in session_meds)
 
     rows = []
     for target, rt in (("tflite", "LiteRT (XNNPACK)"), ("onnx", "onnxruntime")):

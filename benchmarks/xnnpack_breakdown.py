@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata as md
 import os
 import re
 import shutil
@@ -140,7 +141,7 @@ def main() -> None:
     names = [p.stem for p in paths]
     head = "| kernel family | " + " | ".join(f"{n} µs" for n in names) + (" | difference µs |" if len(paths) == 2 else " |")
     lines = [SECTION, "",
-             f"Run {dt.date.today().isoformat()}; ai-edge-litert {_ver('ai-edge-litert')}, XNNPACK on 1 thread. "
+             f"Run {dt.date.today().isoformat()}; ai-edge-litert {md.version('ai-edge-litert')}, XNNPACK on 1 thread. "
              f"Command: `.venv/bin/python benchmarks/xnnpack_breakdown.py --seconds {args.seconds:g}"
              f"{' --write-md' if args.write_md else ''}`",
              "(perf samples at 4 kHz grouped by XNNPACK microkernel; µs per invoke; perf adds a few % to every row).",
@@ -154,15 +155,6 @@ def main() -> None:
     print(text)
     if args.write_md:
         write_section(ROOT / "BENCHMARKS.md", SECTION, text)
-
-
-def _ver(dist: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "?"
 
 
 if __name__ == "__main__":

@@ -38,6 +38,17 @@ def test_kat_train_smoke_run_says_gpu_numbers_need_a_gpu(tmp_path):
     assert json.loads(out.read_text())["device"] == "cpu"
 
 
+def test_kat_profile_reports_wall_time_and_top_ops_per_model(tmp_path):
+    out = tmp_path / "prof.json"
+    proc = _run("kat_profile.py", "--out", str(out))
+    assert "device numbers need a GPU" in proc.stdout
+    models = json.loads(out.read_text())["models"]
+    for kind in ("vit", "kat"):
+        m = models[kind]
+        assert m["wall_ms_per_step"] > 0 and m["device_ms_per_step"] is None  # no device column on the CPU
+        assert any(r["op"] == "aten::mm" for r in m["top_host"])  # the linear layers were profiled
+
+
 def test_xnnpack_breakdown_groups_perf_samples_by_kernel(artifacts):
     if shutil.which("perf") is None:
         pytest.skip("perf is not installed: the breakdown script cannot run here")

@@ -38,10 +38,19 @@ class VerificationError(UserError):
 def require(module: str, extra: str):
     """Import an optional dependency lazily, or raise MissingExtraError naming its extra."""
     import importlib
+    import logging
 
+    # coremltools and litert-torch import torchao, whose import-time pytree registration makes torch log
+    # a deprecation warning (not ours to fix, and noise in every export's output): silence that logger
+    # for the duration of the import only.
+    pytree_log = logging.getLogger("torch.utils._pytree")
+    level = pytree_log.level
+    pytree_log.setLevel(logging.ERROR)
     try:
         return importlib.import_module(module)
     except ImportError as e:  # only a missing top-level package is the user's to fix
         if e.name and module.split(".")[0] != e.name.split(".")[0]:
             raise
         raise MissingExtraError(module, extra) from None
+    finally:
+        pytree_log.setLevel(level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -277,3 +278,13 @@ def test_several_targets_share_one_trace_and_one_table(tiny_pt2, tmp_path, capsy
     assert m["versions"]["runtime"]["name"] == "ai-edge-litert" and m["versions"]["converter"]["name"] == "litert-torch"
     names = [r["name"] for r in m["rewrites"]]
     assert "exact_nearest_upsample" in names  # 3→7 in the graph
+
+
+def test_importing_a_converter_prints_no_third_party_deprecation_noise():
+    # coremltools pulls in torchao, whose import makes torch log a pytree deprecation warning that a
+    # user of `mobiledeploy export` cannot act on; require() keeps it out of the output. A fresh
+    # interpreter, since the warning is logged only on the first import.
+    code = "from mobiledeploy.errors import require; require('coremltools', 'coreml')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "register_constant" not in proc.stdout + proc.stderr

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from . import memory
 from .errors import MissingExtraError, UserError, VerificationError, require
 from .fsio import move_into_place, remove
 
@@ -205,8 +206,11 @@ def example_inputs(source: Source, input_size: tuple[int, int] | None, batch: in
         h, w = input_size
     if h < 8 or w < 8:
         raise UserError(f"input size {h}x{w} is too small", "use at least 32x32")
+    shape = (batch, c, h, w)
+    memory.check_fits("tensor (the input)", memory.input_bytes(shape), "x".join(map(str, shape)),
+                      memory.INPUT_HEADROOM, "use a smaller --input-size or --batch")
     gen = torch.Generator().manual_seed(0)
-    return (torch.randn(batch, c, h, w, generator=gen),)
+    return (torch.randn(*shape, generator=gen),)
 
 
 def _pt2_inputs(source: Source, input_size: tuple[int, int] | None, batch: int) -> tuple[torch.Tensor, ...]:
@@ -239,6 +243,13 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
     """torch.export the model at the static example inputs (a .pt2 is used as loaded)."""
     if source.program is not None:
         return source.program
+    import logging
+
+    # A failing fake kernel makes torch log the error on its own before raising it; our one-line error
+    # below says the same with the fix, so that log line is noise in the user's output.
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)
     try:
         return torch.export.export(source.module, inputs, strict=False)
     except Exception as e:  # tracing failures are about the model or the size the user chose
@@ -246,6 +257,8 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
         shape = "x".join(str(d) for d in inputs[0].shape)
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
                         "check --input-size (very small inputs break pooling); --debug shows the traceback") from e
+    finally:
+        fake_log.setLevel(level)
 
 
 # --- stage 3: rewrites ------------------------------------------------------------------------
@@ -375,6 +388,9 @@ def export(opts: ExportOptions, progress: Progress | None = None,
         if cache is not None:
             cache[key] = (source, inputs, program)
 
+    if opts.verify:  # the parity run holds two models' activations; fail now, not by the OOM killer later
+        memory.check_fits("activation", memory.largest_activation(program), "x".join(map(str, inputs[0].shape)),
+                          memory.PARITY_HEADROOM, "use a smaller --input-size or --batch, or --no-verify")
     say(f"rewriting for {target.name}")
     program, applied = rewrite(program, target, opts, inputs)
     tmp = out_dir / f".{stem}.partial-{os.getpid()}{target.suffix}"

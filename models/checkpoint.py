@@ -69,7 +69,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 "arbitrary objects could run code",
                 "re-save it as a plain state dict or .safetensors",
             ) from None
-        why = re.search(r"(invalid load key[^.]*|Unsupported operand[^.]*)", full)
+        why = re.search(r"(invalid load key[^.\n]*|Unsupported operand[^.\n]*)", full)  # one line of torch's message
         detail = why.group(1) if why else "not a PyTorch checkpoint"
         raise UserError(f"corrupt or unreadable weights file {p.name}: {detail}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:

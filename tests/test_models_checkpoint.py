@@ -121,6 +121,11 @@ def test_missing_and_corrupt_files(tmp_path):
     bad.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(UserError, match="corrupt or unreadable"):
         create_model("ghostnet_050", weights=str(bad))
+    text = tmp_path / "notes.pth"  # a text file: torch's message spans several lines, ours is one
+    text.write_text("garbage\n")
+    with pytest.raises(UserError, match="corrupt or unreadable") as e:
+        create_model("ghostnet_050", weights=str(text))
+    assert "\n" not in str(e.value) and "Check the documentation" not in str(e.value)
     bad_st = tmp_path / "bad.safetensors"
     bad_st.write_bytes(b"{not json")
     with pytest.raises(UserError, match="corrupt safetensors"):

@@ -56,3 +56,32 @@ def test_xnnpack_breakdown_groups_perf_samples_by_kernel(artifacts):
     table = proc.stdout
     assert "| kernel family | tiny µs |" in table and "total (wall, under perf)" in table
     assert "GEMM" in table or "depthwise conv" in table  # the tiny net's convs ran inside XNNPACK
+
+
+def test_ort_nchwc_padding_keeps_the_numbers_and_removes_layout_conversions(tmp_path):
+    # The experiment's pass on a ghost-module-like graph: two 12-channel halves concatenated, gated by
+    # a sigmoid branch, then a 1x1 conv. Padded to 16 per half, the same outputs with fewer reorders.
+    import onnx
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from ort_nchwc_padding import pad_channels, rel_l2, reorders
+
+    class Ghost(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.primary = torch.nn.Conv2d(16, 12, 1)
+            self.cheap = torch.nn.Conv2d(12, 12, 3, padding=1, groups=12)
+            self.gate = torch.nn.Conv2d(16, 24, 1)
+            self.out = torch.nn.Conv2d(24, 32, 1)
+
+        def forward(self, x):
+            p = torch.relu(self.primary(x))
+            y = torch.cat([p, torch.relu(self.cheap(p))], 1) * torch.sigmoid(self.gate(x))
+            return self.out(y)
+
+    plain, padded = tmp_path / "ghost.onnx", tmp_path / "ghost.padded.onnx"
+    torch.onnx.export(Ghost().eval(), (torch.randn(1, 16, 20, 20),), str(plain), dynamo=True, optimize=True)
+    onnx.save(pad_channels(onnx.load(str(plain)), 1.5), str(padded))
+    assert rel_l2(plain, padded) < 1e-6
+    assert reorders(padded) < reorders(plain)

@@ -19,6 +19,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from mobiledeploy.errors import MissingExtraError, UserError
+from mobiledeploy.versions import dist_version
 
 Call = Callable[[], Any]
 
@@ -282,7 +283,7 @@ class LiteRTRunner(Runner):
 
     def info(self) -> dict[str, Any]:
         d = super().info()
-        version = _dist_version(self.package)
+        version = dist_version(self.package, missing=None)
         d.update(version=version, package=self.package)
         counts = self.delegation()
         if counts:
@@ -325,15 +326,6 @@ class LiteRTRunner(Runner):
         return {"available": False,
                 "reason": "LiteRT's Python interpreter exposes no op profiler; on a phone, "
                           "--device adb://SERIAL --profile-ops uses benchmark_model's op profiling"}
-
-
-def _dist_version(dist: str) -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:
-        return None
 
 
 @register_runner

@@ -225,12 +225,14 @@ def _pkg_files() -> dict[str, bytes]:
     """The agent's files as they will sit under pkg/ on the board."""
     import mobiledeploy
     import mobiledeploy.errors as errors_mod
+    import mobiledeploy.versions as versions_mod
 
     here = Path(agent_mod.__file__).parent
     files = {
         # A stub package init: the real one may grow imports the board does not have.
         "pkg/mobiledeploy/__init__.py": f'__version__ = "{mobiledeploy.__version__}"\n'.encode(),
         "pkg/mobiledeploy/errors.py": Path(errors_mod.__file__).read_bytes(),
+        "pkg/mobiledeploy/versions.py": Path(versions_mod.__file__).read_bytes(),
     }
     for name in AGENT_FILES:
         files[f"pkg/mobiledeploy/devicebench/{name}"] = (here / name).read_bytes()

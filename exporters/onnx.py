@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mobiledeploy.errors import require
+from mobiledeploy.versions import dist_version
 
 from .runtimes import register_runtime
 from .targets import ExportRequest, TargetResult, register_target
@@ -61,8 +62,8 @@ def convert(req: ExportRequest) -> TargetResult:
     return TargetResult(
         artifact=req.out_path,
         converter="torch.onnx (dynamo) + onnxsim",
-        converter_version=f"torch {torch.__version__}, onnxscript {_ver('onnxscript')}, onnxsim {_ver('onnxsim')}"
-        + (f", onnxconverter-common {_ver('onnxconverter_common')}" if req.precision == "fp16" else ""),
+        converter_version=f"torch {torch.__version__}, onnxscript {dist_version('onnxscript')}, onnxsim {dist_version('onnxsim')}"
+        + (f", onnxconverter-common {dist_version('onnxconverter_common')}" if req.precision == "fp16" else ""),
         inputs=[_io(v) for v in model.graph.input],
         outputs=[_io(v) for v in model.graph.output],
         extra={"opset": opset, "ir_version": int(model.ir_version), "nodes": len(model.graph.node),
@@ -84,17 +85,8 @@ def _io(v: Any) -> dict[str, Any]:
             "dtype": _DTYPES.get(t.elem_type, str(t.elem_type))}
 
 
-def _ver(mod: str) -> str:
-    import importlib.metadata as md
-
-    try:
-        return md.version(mod.replace("_", "-"))
-    except md.PackageNotFoundError:
-        return "?"
-
-
 def _runtime_info() -> dict[str, str]:
-    return {"name": "onnxruntime", "version": _ver("onnxruntime"), "provider": "CPUExecutionProvider"}
+    return {"name": "onnxruntime", "version": dist_version("onnxruntime"), "provider": "CPUExecutionProvider"}
 
 
 @functools.lru_cache(maxsize=4)

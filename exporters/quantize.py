@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mobiledeploy.errors import UserError, require
+from mobiledeploy.versions import dist_version
 from mobiledeploy.fsio import atomic_write
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -167,7 +168,7 @@ def quantize_tflite(fp32: Path, out: Path, samples: Iterable[np.ndarray], int8_i
     return {"method": "ai-edge-quantizer static_wi8_ai8", "weights": "int8 per-channel (symmetric)",
             "activations": "int8 per-tensor (asymmetric)", "io_dtype": "int8" if int8_io else "float32",
             "calibration_samples": len(batches), "seconds": round(time.perf_counter() - t0, 2),
-            "versions": {"ai-edge-quantizer": _version("ai-edge-quantizer")}}
+            "versions": {"ai-edge-quantizer": dist_version("ai-edge-quantizer")}}
 
 
 def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
@@ -336,10 +337,3 @@ def _rmtree(p: Path) -> None:
         p.unlink()
 
 
-def _version(dist: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata as md
 import os
 import tempfile
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from mobiledeploy.errors import UserError, require
+from mobiledeploy.versions import dist_version
 
 from .runtimes import register_runtime
 from .targets import ExportRequest, TargetResult, register_target
@@ -50,18 +50,11 @@ def convert(req: ExportRequest) -> TargetResult:
     return TargetResult(
         artifact=req.out_path,
         converter="litert-torch",
-        converter_version=_ver("litert-torch"),
+        converter_version=dist_version("litert-torch"),
         inputs=info.pop("inputs"),
         outputs=info.pop("outputs"),
         extra={**info, "flatbuffer_passes": applied},
     )
-
-
-def _ver(dist: str) -> str:
-    try:
-        return md.version(dist)
-    except md.PackageNotFoundError:
-        return "?"
 
 
 class _quiet:
@@ -144,7 +137,7 @@ def _dt(t: Any) -> str:
 
 
 def _runtime_info() -> dict[str, str]:
-    return {"name": "ai-edge-litert", "version": _ver("ai-edge-litert"), "delegate": "XNNPACK"}
+    return {"name": "ai-edge-litert", "version": dist_version("ai-edge-litert"), "delegate": "XNNPACK"}
 
 
 @functools.lru_cache(maxsize=4)

@@ -37,3 +37,14 @@ def test_core_import_is_light():
             "if x in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_dist_version_is_the_one_helper_for_installed_versions():
+    import numpy
+
+    from mobiledeploy.versions import dist_version
+
+    assert dist_version("numpy") == numpy.__version__
+    assert dist_version("litert_torch") == dist_version("litert-torch") != "not installed"  # _ and - alike
+    assert dist_version("no-such-distribution-xyz") == "not installed"
+    assert dist_version("no-such-distribution-xyz", missing=None) is None

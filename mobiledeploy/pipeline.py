@@ -283,6 +283,8 @@ def rewrite(program: torch.export.ExportedProgram, target: Any, opts: ExportOpti
 def artifact_stem(source: Source, inputs: tuple[torch.Tensor, ...], opts: ExportOptions) -> str:
     """Default artifact name: model, then size/batch/precision when they differ from the defaults."""
     if opts.name:
+        if opts.name in (".", "..") or any(c in opts.name for c in "/\\") or opts.name != opts.name.strip():
+            raise UserError(f"--name must be a plain file name, got {opts.name!r}", "give the folder with --out")
         return opts.name
     stem = source.name.replace("/", "_")
     x = inputs[0]
@@ -379,6 +381,7 @@ def export(opts: ExportOptions, progress: Progress | None = None,
         source = load_source(opts.model, opts.weights)
         inputs = example_inputs(source, opts.input_size, opts.batch)
         program = None
+    check_labels(source, opts.options.get("labels_list"))
     stem = artifact_stem(source, inputs, opts)
     final = out_dir / f"{stem}{target.suffix}"
     prepare_out(out_dir, final, opts.force)
@@ -445,6 +448,13 @@ def check_extras(target: Any) -> None:
         missing = sys.modules[top] is None if top in sys.modules else importlib.util.find_spec(top) is None
         if missing:
             raise MissingExtraError(name, target.extra)
+
+
+def check_labels(source: Source, labels: list[str] | None) -> None:
+    """A --labels file must name every class of the model, no more and no fewer."""
+    if labels is not None and source.num_classes and len(labels) != source.num_classes:
+        raise UserError(f"the labels file has {len(labels)} names but {source.name} has {source.num_classes} classes",
+                        "give one name per class, in class order")
 
 
 def _labels(source: Source) -> list[str] | None:

@@ -139,3 +139,13 @@ def test_empty_labels_file_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "labels file" in err[0] and "empty" in err[0]
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_labels_file_with_the_wrong_count_is_one_line_error(tmp_path, capsys):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\n")  # two names for a 1000-class model: every label after 'dog' would be wrong
+    rc = main(["export", "mobilenetv2_035", "-t", "onnx", "--labels", str(labels), "--out", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 names" in err[0] and "1000 classes" in err[0]
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

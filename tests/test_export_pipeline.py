@@ -333,3 +333,11 @@ def test_a_size_the_model_cannot_trace_is_one_line_without_torch_log_noise(tmp_p
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: torch.export cannot trace ghostnetv2_100 at input 1x3x16x16")
     assert "check --input-size" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", " padded"])
+def test_name_must_be_a_plain_file_name(tmp_path, capsys, name):
+    rc, _, err = _run(["export", "ghostnet_050", "--target", "onnx", "--name", name, "--out", str(tmp_path / "o")],
+                      capsys)
+    assert rc == 2 and "--name must be a plain file name" in err and "Traceback" not in err
+    assert _files(tmp_path / "o") == [] and _files(tmp_path) in ([], ["o"])

@@ -52,3 +52,21 @@ def move_into_place(tmp: Path, final: Path) -> None:
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> None:
     """Write obj as JSON, atomically."""
     atomic_write(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Raise a one-line UserError unless a file can be created at `path` (checked by creating a scratch file
+    beside it), so that a bad output path fails before minutes of work rather than after them."""
+    from .errors import UserError
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {p} is a folder", f"give {option} a file path")
+    folder = p.parent
+    if not folder.is_dir():
+        raise UserError(f"folder does not exist: {folder}", f"create it or pick another {option} path")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{p.name}.", suffix=".check"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write {option} {p}: {e.strerror or e}", f"pick another {option} path") from None

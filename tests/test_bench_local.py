@@ -232,3 +232,19 @@ def test_agent_files_parse_as_python_3_9():
 
     for name, data in _pkg_files().items():
         ast.parse(data.decode(), filename=name, feature_version=(3, 9))
+
+
+def test_unwritable_json_or_plot_path_fails_before_measuring(artifacts, tmp_path, capsys, monkeypatch):
+    import mobiledeploy.devicebench.protocol as protocol
+
+    def never(*a, **k):
+        raise AssertionError("measured before the output paths were checked")
+
+    monkeypatch.setattr(protocol, "measure", never)
+    err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--json", "/proc/run.json"])
+    assert "cannot write --json /proc/run.json" in err
+    err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--json", str(tmp_path)])
+    assert "is a folder" in err
+    err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--plot", str(tmp_path / "no" / "p.png")])
+    assert "folder does not exist" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the writability probe leaves nothing behind

@@ -64,6 +64,7 @@ def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str |
     from mobiledeploy.devicebench.device import parse_cpu_list
     from mobiledeploy.devicebench.protocol import Protocol
     from mobiledeploy.errors import UserError
+    from mobiledeploy.fsio import check_writable
 
     try:
         core_list = parse_cpu_list(cores) if cores else None
@@ -80,6 +81,10 @@ def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str |
         remote_python=remote_python if device and device.startswith("ssh://") else None,
         benchmark_binary=benchmark_binary))
     to_stdout = json_path == "-"
+    # Output paths are checked before the run: a typo must not throw away minutes of measurements.
+    for path, option in ((None if to_stdout else json_path, "--json"), (plot_path, "--plot")):
+        if path:
+            check_writable(path, option)
     err = Console(stderr=True)
     with err.status("benchmarking…") as status:
         progress = lambda msg: status.update(msg)  # noqa: E731

@@ -48,6 +48,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"weights file not found: {p}", "check the path")
     if p.is_dir():
         raise UserError(f"weights path is a folder, not a file: {p}")
+    if p.stat().st_size == 0:
+        raise UserError(f"weights file {p} is empty", "the download or copy may have failed: fetch it again")
     if p.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

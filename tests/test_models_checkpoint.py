@@ -121,6 +121,10 @@ def test_missing_and_corrupt_files(tmp_path):
     bad.write_bytes(b"\x00garbage" * 100)
     with pytest.raises(UserError, match="corrupt or unreadable"):
         create_model("ghostnet_050", weights=str(bad))
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match="is empty"):
+        create_model("ghostnet_050", weights=str(empty))
     text = tmp_path / "notes.pth"  # a text file: torch's message spans several lines, ours is one
     text.write_text("garbage\n")
     with pytest.raises(UserError, match="corrupt or unreadable") as e:

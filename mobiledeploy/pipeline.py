@@ -255,8 +255,10 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
     except Exception as e:  # tracing failures are about the model or the size the user chose
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         shape = "x".join(str(d) for d in inputs[0].shape)
+        small = "too small" in first.lower()  # a pooling or conv left an empty map
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
-                        "check --input-size (very small inputs break pooling); --debug shows the traceback") from e
+                        "check --input-size" + (" (very small inputs break pooling)" if small else "")
+                        + "; --debug shows the traceback") from e
     finally:
         fake_log.setLevel(level)
 

@@ -255,12 +255,27 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
     except Exception as e:  # tracing failures are about the model or the size the user chose
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         shape = "x".join(str(d) for d in inputs[0].shape)
+        ours = _user_error_in(e)
+        if ours is not None:  # the model itself refused the input (e.g. KAT at another size): its hint is the fix
+            raise UserError(f"cannot export {source.name} at input {'x'.join(str(d) for d in inputs[0].shape)}: "
+                            f"{ours.message}", ours.hint) from e
         small = "too small" in first.lower()  # a pooling or conv left an empty map
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
                         "check --input-size" + (" (very small inputs break pooling)" if small else "")
                         + "; --debug shows the traceback") from e
     finally:
         fake_log.setLevel(level)
+
+
+def _user_error_in(e: BaseException) -> UserError | None:
+    """The UserError a model raised, if torch.export's exception wraps one (directly or in its chain)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, UserError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 # --- stage 3: rewrites ------------------------------------------------------------------------

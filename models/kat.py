@@ -32,8 +32,9 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2] != self.img_size or x.shape[-1] != self.img_size:
-            raise UserError(f"KAT was built for {self.img_size}×{self.img_size} inputs, got "
-                            f"{x.shape[-2]}×{x.shape[-1]}", "create the model with img_size=… for other sizes")
+            n = self.img_size
+            raise UserError(f"KAT was built for {n}×{n} inputs, got {x.shape[-2]}×{x.shape[-1]}",
+                            f"export it at --input-size {n}, or build the model with img_size=… in Python")
         return self.proj(x).flatten(2).transpose(1, 2)
 
 

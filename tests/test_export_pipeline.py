@@ -341,3 +341,14 @@ def test_name_must_be_a_plain_file_name(tmp_path, capsys, name):
                       capsys)
     assert rc == 2 and "--name must be a plain file name" in err and "Traceback" not in err
     assert _files(tmp_path / "o") == [] and _files(tmp_path) in ([], ["o"])
+
+
+def test_a_model_that_refuses_the_size_gives_its_own_fix(tmp_path, capsys):
+    # KAT's position embedding is fixed at 14x14 patches: the model's own one-line error and hint reach
+    # the user, not a generic "check --input-size" on top of them.
+    rc, _, err = _run(["export", "kat_tiny_patch16_224", "--target", "onnx", "--input-size", "200", "--out",
+                       str(tmp_path / "o")], capsys)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1
+    assert "cannot export kat_tiny_patch16_224 at input 1x3x200x200: KAT was built for 224×224" in lines[0]
+    assert "--input-size 224" in lines[0] and "check --input-size" not in lines[0]

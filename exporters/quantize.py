@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mobiledeploy.errors import UserError, require
-from mobiledeploy.versions import dist_version
 from mobiledeploy.fsio import atomic_write
+from mobiledeploy.versions import dist_version
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # Photos shipped inside the scikit-image wheel (names of skimage.data functions).
@@ -335,5 +335,3 @@ def _rmtree(p: Path) -> None:
         shutil.rmtree(p)
     elif p.exists():
         p.unlink()
-
-

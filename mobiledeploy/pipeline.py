@@ -257,8 +257,7 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
         shape = "x".join(str(d) for d in inputs[0].shape)
         ours = _user_error_in(e)
         if ours is not None:  # the model itself refused the input (e.g. KAT at another size): its hint is the fix
-            raise UserError(f"cannot export {source.name} at input {'x'.join(str(d) for d in inputs[0].shape)}: "
-                            f"{ours.message}", ours.hint) from e
+            raise UserError(f"cannot export {source.name} at input {shape}: {ours.message}", ours.hint) from e
         small = "too small" in first.lower()  # a pooling or conv left an empty map
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
                         "check --input-size" + (" (very small inputs break pooling)" if small else "")

@@ -541,6 +541,11 @@ def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Pro
     """
     from . import manifest as mf
 
+    if n_random < 0:
+        raise UserError(f"--random must be 0 or more, got {n_random}", "pass e.g. --random 3")
+    if n_random == 0 and not photos:
+        raise UserError("--random 0 with --no-photos leaves no input to compare on",
+                        "keep the photos or pass --random 1 or more")
     say = progress or (lambda msg: None)
     artifact = Path(artifact)
     if artifact.name.endswith(".json"):  # the manifest was named instead of the artifact

@@ -352,3 +352,11 @@ def test_a_model_that_refuses_the_size_gives_its_own_fix(tmp_path, capsys):
     assert rc == 2 and len(lines) == 1
     assert "cannot export kat_tiny_patch16_224 at input 1x3x200x200: KAT was built for 224×224" in lines[0]
     assert "--input-size 224" in lines[0] and "check --input-size" not in lines[0]
+
+
+def test_verify_with_no_inputs_to_compare_is_refused(tiny_pt2, tmp_path, capsys):
+    out = pipeline.export(pipeline.ExportOptions(str(tiny_pt2), "onnx", out_dir=tmp_path, verify=False))
+    rc, _, err = _run(["verify", str(out.artifact), "--random", "0", "--no-photos"], capsys)
+    assert rc == 2 and "leaves no input to compare on" in err and "Traceback" not in err
+    rc, _, err = _run(["verify", str(out.artifact), "--random", "-3"], capsys)
+    assert rc == 2 and "--random must be 0 or more" in err  # it used to run 3 photos and say "verified"

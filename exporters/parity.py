@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from mobiledeploy.errors import UserError
+
 PHOTOS = ("chelsea", "astronaut", "coffee")
 
 # The bars: fp32 must compute what PyTorch computes (worst sample's relative L2 ≤ 1e-5, every top-1
@@ -215,6 +217,9 @@ def samples(input_shapes: Sequence[Sequence[int]], mean: Sequence[float], std: S
             px = np.stack([pics[(k + j) % len(pics)][1] for j in range(shp[0])])
             arr = normalise(px, mean, std)
             out.append(Sample(name, (arr,), (to_feed(arr, px, specs[0]),)))
+    if not out:  # a parity check over nothing would pass vacuously
+        raise UserError("no input to compare on: no random inputs asked for, and the photos only fit a "
+                        "3-channel image input", "ask for at least one random input")
     return out
 
 

@@ -360,3 +360,12 @@ def test_verify_with_no_inputs_to_compare_is_refused(tiny_pt2, tmp_path, capsys)
     assert rc == 2 and "leaves no input to compare on" in err and "Traceback" not in err
     rc, _, err = _run(["verify", str(out.artifact), "--random", "-3"], capsys)
     assert rc == 2 and "--random must be 0 or more" in err  # it used to run 3 photos and say "verified"
+
+
+def test_parity_samples_refuse_to_compare_on_nothing():
+    from mobiledeploy.errors import UserError
+    from mobiledeploy.exporters.parity import samples
+
+    # A non-image input gets no photos: without random inputs the check would pass vacuously.
+    with pytest.raises(UserError, match="no input to compare on"):
+        samples([[1, 5]], (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), n_random=0)

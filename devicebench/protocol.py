@@ -56,6 +56,8 @@ class Protocol:
             raise UserError(f"--runs must be at least 1 (got {self.runs})", "pass e.g. --runs 50")
         if self.warmup < 0 or self.warmup_seconds < 0 or self.min_seconds < 0 or self.cooldown < 0:
             raise UserError("--warmup, --warmup-seconds, --min-seconds and --cooldown cannot be negative")
+        if self.seed < 0:
+            raise UserError(f"--seed must be 0 or more (got {self.seed})", "pass e.g. --seed 0")
         if self.sessions < 1:
             raise UserError(f"--sessions must be at least 1 (got {self.sessions})", "pass e.g. --sessions 3")
         if self.threads < 1:

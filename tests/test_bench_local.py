@@ -156,6 +156,8 @@ def test_bad_input_one_line_errors(artifacts, tmp_path, capsys):
     assert "bad --cores" in err
     err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--runs", "0"])
     assert "--runs" in err
+    err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--seed", "-5"])
+    assert "--seed must be 0 or more" in err  # was reported as "onnxruntime could not load" the artifact
     err = _one_line_error(capsys, ["bench", str(artifacts["onnx"]), "--device", "ftp://x"])
     assert "unknown --device" in err
     unknown = tmp_path / "model.bin"

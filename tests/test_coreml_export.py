@@ -167,3 +167,20 @@ def test_labels_file_is_timm_imagenet_and_unique():
     spec.loader.exec_module(gen)
     labels = load_labels(LABELS_FILE)
     assert labels == gen.imagenet_labels() and len(labels) == 1000 == len(set(labels))
+
+
+def test_cli_tensor_input_and_min_target_reach_the_converter(tmp_path, capsys):
+    # The README and the image-input error name --tensor-input and --min-target: the CLI must take them.
+    import json
+
+    from mobiledeploy.cli import main
+
+    rc = main(["export", "mobilenetv2_035", "--target", "coreml", "--batch", "2", "--input-size", "64",
+               "--tensor-input", "--min-target", "iOS17", "--out", str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    m = json.loads(out)
+    assert m["verified"] is True and m["inputs"][0]["kind"] == "tensor" and m["inputs"][0]["shape"] == [2, 3, 64, 64]
+    assert "iOS17" in json.dumps(m)
+    rc = main(["export", "mobilenetv2_035", "--target", "onnx", "--tensor-input", "--out", str(tmp_path / "o")])
+    assert rc == 2 and "Core ML options" in capsys.readouterr().err

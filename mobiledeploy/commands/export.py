@@ -41,6 +41,10 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Class names, one per line, for metadata, manifest and bundle.")
 @click.option("--bundle", is_flag=True, help="Also write <name>_bundle/: artifact, labels.txt, manifest, README with snippets.")
+@click.option("--min-target", default=None,
+              help="Core ML: minimum deployment target, e.g. iOS16 (default), iOS17, macOS13.")
+@click.option("--tensor-input", is_flag=True,
+              help="Core ML: take the normalised NCHW tensor instead of an RGB image (needed for batch > 1).")
 @click.option("--out", "out_dir", default="out", show_default=True, help="Output folder.")
 @click.option("--name", default=None, help="Artifact file name without suffix.")
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact and manifest.")
@@ -50,7 +54,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
             precision: str | None, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
-            bundle: bool = False) -> None:
+            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     from mobiledeploy.exporters.targets import get_target
     from mobiledeploy.pipeline import ExportOptions, export
@@ -62,6 +66,12 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         raise UserError("--name applies to one target only", "drop --name or export one target at a time")
     size = parse_size(input_size)
     app = _app_options(layout, calibration, labels_file, bundle)
+    if (min_target or tensor_input) and "coreml" not in names:
+        raise UserError("--min-target and --tensor-input are Core ML options", "add --target coreml or drop them")
+    if min_target:
+        app["min_target"] = min_target
+    if tensor_input:
+        app["tensor_input"] = True
 
     def opts(t: str) -> ExportOptions:
         # An app-ready Core ML bundle defaults to fp16 (what the Neural Engine runs); everything else to fp32.

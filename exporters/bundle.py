@@ -169,7 +169,7 @@ def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
         lines += ["## Parity with PyTorch", "",
                   f"Checked on {parity.get('n_samples')} inputs ({', '.join(parity.get('inputs', []))}): relative L2 "
                   f"{parity.get('rel_l2'):.3g}, cosine {parity.get('cosine'):.6f}, top-1 agreement "
-                  f"{parity.get('top1_agreement')} — bar {parity.get('tolerance')}: "
+                  f"{parity.get('top1_agreement')} — bar: {_bar_text(parity.get('tolerance') or {})}: "
                   f"{'passed' if parity.get('passed') else 'FAILED'}.", ""]
     elif manifest.get("not_verified_reason"):
         lines += ["## Parity with PyTorch", "", f"Not verified: {manifest['not_verified_reason']}.", ""]
@@ -345,3 +345,13 @@ let model = try {cls}(configuration: MLModelConfiguration())
 let out = try model.model.prediction(from: MLDictionaryFeatureProvider(dictionary: ["{f.input_name}": array]))
 let scores = out.featureValue(for: "{f.output_name}")!.multiArrayValue!  // {f.num_classes} classes
 """
+
+
+def _bar_text(tol: dict) -> str:
+    """A parity tolerance in words: 'relative L2 ≤ 1e-05, top-1 agreement ≥ 1' (plus how it is aggregated)."""
+    parts = []
+    if "rel_l2" in tol:
+        parts.append(f"relative L2 ≤ {tol['rel_l2']:.2g}" + (f" ({tol['statistic']})" if "statistic" in tol else ""))
+    if "top1_agreement" in tol:
+        parts.append(f"top-1 agreement ≥ {tol['top1_agreement']:.2g}")
+    return ", ".join(parts) or "none recorded"

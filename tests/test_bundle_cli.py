@@ -69,6 +69,8 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
 
     readme = _check_bundle(out / (m["artifact"].split(".")[0] + "_bundle"), m["artifact"], m, digits.trained.labels)
     assert "ImageClassifier" in readme and "Interpreter(" in readme and f'"{m["artifact"]}"' in readme
+    # The bar in words, not a Python dict: "relative L2 ≤ 0.25 (median rel_l2 over the judged images), …".
+    assert "relative L2 ≤ 0.25 (median" in readme and "top-1 agreement ≥" in readme and "{'" not in readme
 
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision

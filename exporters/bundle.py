@@ -55,7 +55,9 @@ class AppFacts:
     def from_manifest(cls, m: dict[str, Any], artifact_name: str) -> "AppFacts":
         """Facts from an export manifest (inputs[0] / outputs[0] as the DESIGN's manifest schema lists them)."""
         try:
-            inp, out = m["inputs"][0], m["outputs"][0]
+            inp, outs = m["inputs"][0], m["outputs"]
+            # The class scores: a Core ML classifier lists its label and probabilities outputs first.
+            out = next((o for o in outs if o.get("shape")), outs[0])
         except (KeyError, IndexError):
             raise UserError("the manifest lists no inputs/outputs", "re-export the model") from None
         shape = [int(s) for s in inp.get("shape", [])]
@@ -150,6 +152,10 @@ def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
                      f"/ {_fl(f.model_std)} itself |")
     else:
         lines.append(f"| values | (pixel − mean) / std, pixels in [0, 255], mean = {_fl(f.mean)}, std = {_fl(f.std)} |")
+    named = {o.get("kind"): o["name"] for o in manifest.get("outputs", []) if o.get("kind") in ("label", "probabilities")}
+    if named:  # a Core ML classifier: Vision reads these two
+        lines.append(f"| classifier outputs | `{named.get('label')}`: the most likely class name; "
+                     f"`{named.get('probabilities')}`: every class's probability (what Vision reports) |")
     lines += [f"| output | `{f.output_name}`: {f.num_classes} scores (logits), index i ↔ line i of labels.txt |",
               ""]
     info = manifest.get("target_info") or {}

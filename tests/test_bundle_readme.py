@@ -51,3 +51,18 @@ def test_bundle_is_written_whole(tmp_path):
         bad["inputs"][0]["shape"] = [1, 7]
         write_bundle(tmp_path / "c", art, bad, None)
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_core_ml_classifier_readme_names_the_scores_and_the_classifier_outputs():
+    # A Core ML classifier lists classLabel (a string) and its probabilities before the logits: the README
+    # must not call classLabel "7 scores".
+    m = _manifest(target="coreml")
+    m["inputs"][0].update(kind="image", dtype="uint8")
+    m["outputs"] = [{"name": "classLabel", "kind": "label", "dtype": "str"},
+                    {"name": "classLabel_probs", "kind": "probabilities", "dtype": "float32"},
+                    {"name": "logits", "shape": [1, 7], "dtype": "float32"}]
+    f = AppFacts.from_manifest(m, "g.mlpackage")
+    assert f.output_name == "logits"
+    text = readme(f, m, has_labels=True)
+    assert "| output | `logits`: 7 scores" in text
+    assert "`classLabel`: the most likely class name" in text and "`classLabel_probs`" in text

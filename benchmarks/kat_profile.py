@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kat_train import build, sync  # noqa: E402  (the same model and step as the throughput benchmark)
+from kat_train import build, cpu_models, setup, sync  # noqa: E402  (the same model and step as the throughput benchmark)
 
 from mobiledeploy.fsio import write_json  # noqa: E402
 
@@ -79,19 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     gpu = torch.cuda.is_available()
-    device = "cuda" if gpu else "cpu"
     if not gpu:
         print("no CUDA device: 2 fp32 steps at batch 2 on the CPU with the reference rational; "
               "the device columns need a GPU.", flush=True)
         args.batch, args.steps, args.warmup = 2, 2, 1
-        args.models = ",".join(m for m in args.models.split(",") if not m.endswith("_compile"))
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        args.models = cpu_models(args.models)
     env = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if gpu else None}
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(args.batch, 3, 224, 224, device=device, generator=g)
-    y = torch.randint(0, 1000, (args.batch,), device=device, generator=g)
+    device, x, y = setup(args.batch)
     result = {"schema": "mobiledeploy.bench.kat_profile/1", "env": env, "device": device,
               "protocol": {"batch": args.batch, "steps": args.steps, "warmup": args.warmup}, "models": {}}
     for kind in args.models.split(","):

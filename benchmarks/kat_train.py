@@ -63,6 +63,23 @@ def build(kind: str, device: str, num_classes: int = 1000):
     return model, step
 
 
+def cpu_models(models: str) -> str:
+    """The --models entries that run on the CPU: compiled and CUDA-graph variants need a GPU."""
+    return ",".join(m for m in models.split(",") if not m.endswith(("_compile", "_cudagraphs")))
+
+
+def setup(batch: int) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """(device, images, labels): the seeded synthetic batch, with TF32 matmuls on a GPU."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(batch, 3, 224, 224, device=device, generator=g)
+    y = torch.randint(0, 1000, (batch,), device=device, generator=g)
+    return device, x, y
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -81,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
     gpu = torch.cuda.is_available()
-    device = "cuda" if gpu else "cpu"
     env = {"torch": torch.__version__}
     try:
         import triton
@@ -91,18 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         env["triton"] = None
     if gpu:
         env["gpu"] = torch.cuda.get_device_name(0)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     else:
         print("no CUDA device: a few fp32 steps at batch 2 on the CPU with the reference rational; "
               "the training numbers need a GPU.", flush=True)
         args.batch, args.rounds, args.steps, args.warmup = 2, 2, 2, 1
-        args.models = ",".join(m for m in args.models.split(",") if not m.endswith(("_compile", "_cudagraphs")))
+        args.models = cpu_models(args.models)
     print("environment:", json.dumps(env), flush=True)
     kinds = args.models.split(",")
-    g = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn(args.batch, 3, 224, 224, device=device, generator=g)
-    y = torch.randint(0, 1000, (args.batch,), device=device, generator=g)
+    device, x, y = setup(args.batch)
 
     result = {"schema": "mobiledeploy.bench.kat_train/1", "env": env, "device": device,
               "protocol": {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,

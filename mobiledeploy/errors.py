@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """An error caused by the user's input; the CLI prints it as one line, no traceback."""
@@ -35,22 +39,28 @@ class VerificationError(UserError):
     exit_code = 3
 
 
+@contextlib.contextmanager
+def quiet_logger(name: str, level: int) -> Iterator[None]:
+    """Raise one library logger's threshold to `level` for the block only (third-party noise the user cannot act on)."""
+    log = logging.getLogger(name)
+    before = log.level
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def require(module: str, extra: str):
     """Import an optional dependency lazily, or raise MissingExtraError naming its extra."""
     import importlib
-    import logging
 
     # coremltools and litert-torch import torchao, whose import-time pytree registration makes torch log
-    # a deprecation warning (not ours to fix, and noise in every export's output): silence that logger
-    # for the duration of the import only.
-    pytree_log = logging.getLogger("torch.utils._pytree")
-    level = pytree_log.level
-    pytree_log.setLevel(logging.ERROR)
+    # a deprecation warning (not ours to fix, and noise in every export's output).
     try:
-        return importlib.import_module(module)
+        with quiet_logger("torch.utils._pytree", logging.ERROR):
+            return importlib.import_module(module)
     except ImportError as e:  # only a missing top-level package is the user's to fix
         if e.name and module.split(".")[0] != e.name.split(".")[0]:
             raise
         raise MissingExtraError(module, extra) from None
-    finally:
-        pytree_log.setLevel(level)

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from . import memory
-from .errors import MissingExtraError, UserError, VerificationError, require
+from .errors import MissingExtraError, UserError, VerificationError, quiet_logger, require
 from .fsio import move_into_place, remove
 
 Progress = Callable[[str], None]
@@ -245,13 +245,11 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
         return source.program
     import logging
 
-    # A failing fake kernel makes torch log the error on its own before raising it; our one-line error
-    # below says the same with the fix, so that log line is noise in the user's output.
-    fake_log = logging.getLogger("torch._subclasses.fake_tensor")
-    level = fake_log.level
-    fake_log.setLevel(logging.CRITICAL)
     try:
-        return torch.export.export(source.module, inputs, strict=False)
+        # A failing fake kernel makes torch log the error on its own before raising it; our one-line error
+        # below says the same with the fix, so that log line is noise in the user's output.
+        with quiet_logger("torch._subclasses.fake_tensor", logging.CRITICAL):
+            return torch.export.export(source.module, inputs, strict=False)
     except Exception as e:  # tracing failures are about the model or the size the user chose
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         shape = "x".join(str(d) for d in inputs[0].shape)
@@ -262,8 +260,6 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
                         "check --input-size" + (" (very small inputs break pooling)" if small else "")
                         + "; --debug shows the traceback") from e
-    finally:
-        fake_log.setLevel(level)
 
 
 def _user_error_in(e: BaseException) -> UserError | None:

@@ -40,10 +40,9 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.1f} GB"
 
 
-def check_fits(what: str, largest_bytes: int, shape: str, headroom: int, hint: str,
-               available: int | None = None) -> None:
+def check_fits(what: str, largest_bytes: int, shape: str, headroom: int, hint: str) -> None:
     """Raise a one-line UserError when `headroom` × the largest tensor exceeds the available memory."""
-    available = available_bytes() if available is None else available
+    available = available_bytes()
     if available is None or largest_bytes * headroom <= available:
         return
     raise UserError(f"exporting at input {shape} needs more memory than this machine has: its largest {what} "
@@ -55,7 +54,7 @@ def input_bytes(shape: Iterable[int], dtype: torch.dtype = torch.float32) -> int
     n = 1
     for d in shape:
         n *= int(d)
-    return n * torch.empty((), dtype=dtype).element_size()
+    return n * dtype.itemsize
 
 
 def largest_activation(program: torch.export.ExportedProgram) -> int:

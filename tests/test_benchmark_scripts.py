@@ -49,6 +49,17 @@ def test_kat_profile_reports_wall_time_and_top_ops_per_model(tmp_path):
         assert any(r["op"] == "aten::mm" for r in m["top_host"])  # the linear layers were profiled
 
 
+def test_grkan_host_overhead_times_the_wrappers_with_launches_stubbed(tmp_path):
+    out = tmp_path / "ovh.json"
+    proc = _run("grkan_host_overhead.py", "--rounds", "1", "--calls", "20", "--out", str(out))
+    r = json.loads(out.read_text())
+    # Every kernel of the module was stubbed (else the interpreter would run them and the timing is wrong).
+    assert {"_fwd2_kernel", "_bwd_kernel", "_reduce_kernel"} <= set(r["protocol"]["stubbed"])
+    assert set(r["us_per_call"]) == {f"{n} {d}" for n in ("grkan eager", "grkan op", "gelu") for d in ("fwd", "fwd+bwd")}
+    assert all(v["median"] > 0 for v in r["us_per_call"].values())
+    assert "need a GPU" in proc.stdout
+
+
 def test_xnnpack_breakdown_groups_perf_samples_by_kernel(artifacts):
     if shutil.which("perf") is None:
         pytest.skip("perf is not installed: the breakdown script cannot run here")

@@ -106,7 +106,9 @@ def read_image_dir(directory: Path) -> list[np.ndarray]:
         try:
             imgs.append(_as_rgb01(io.imread(str(p))))
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise UserError(f"cannot read calibration image {p.name}: {e}") from None
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            raise UserError(f"cannot read calibration image {p} ({why})",
+                            "remove or replace that file, or point --calibration at another folder") from None
     return imgs
 
 

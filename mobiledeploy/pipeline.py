@@ -213,6 +213,11 @@ def example_inputs(source: Source, input_size: tuple[int, int] | None, batch: in
     return (torch.randn(*shape, generator=gen),)
 
 
+def _hw(shape) -> str:
+    """'H×W' of an NCHW shape, a symbolic (dynamic) dimension as '?'."""
+    return "×".join(str(d) if isinstance(d, int) else "?" for d in shape[2:4])
+
+
 def _pt2_inputs(source: Source, input_size: tuple[int, int] | None, batch: int) -> tuple[torch.Tensor, ...]:
     prog, name = source.program, Path(source.spec).name
     vals = [n.meta["val"] for n in prog.graph.nodes if n.op == "placeholder" and n.name in prog.graph_signature.user_inputs]
@@ -224,9 +229,11 @@ def _pt2_inputs(source: Source, input_size: tuple[int, int] | None, batch: int) 
             want = [batch, shape[1], *(input_size or shape[2:])]
             for i, (have, w) in enumerate(zip(shape, want)):
                 if isinstance(have, int) and int(w) != have:
-                    flag = "--batch" if i == 0 else "--input-size"
-                    raise UserError(f"{name} was exported with a static input of shape {list(map(str, shape))}, "
-                                    f"not {list(map(int, want))}",
+                    if i == 0:
+                        what, flag = f"a fixed batch of {have}, not {int(w)}", "--batch"
+                    else:
+                        what, flag = f"a fixed {_hw(shape)} input, not {_hw(want)}", "--input-size"
+                    raise UserError(f"{name} was exported with {what}",
                                     f"export the .pt2 with dynamic_shapes, or change {flag}")
                 if not isinstance(w, int) and not isinstance(have, int):
                     raise UserError(f"{name} has a dynamic image size", "pass --input-size")

@@ -214,7 +214,7 @@ def test_pt2_dynamic_program_exports_exactly_at_a_static_batch(tiny_pt2, tmp_pat
 
     rc, _, err = _run(["export", str(tiny_pt2), "--target", "onnx", "--input-size", "28", "--out",
                        str(tmp_path / "x")], capsys)
-    assert rc == 2 and "static input" in err
+    assert rc == 2 and "exported with a fixed 14×14 input, not 28×28" in err
 
 
 def test_unsupported_op_names_op_and_source_line(tmp_path, capsys):

@@ -65,11 +65,12 @@ def read(path: Path) -> dict[str, Any]:
     try:
         m = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path.name} is not valid JSON: {e}") from None
+        raise UserError(f"{path.name} is not valid JSON: {e}",
+                        "re-export the artifact with --force to write its manifest again") from None
     if not isinstance(m, dict) or m.get("schema") != SCHEMA:
         raise UserError(f"{path.name} is not a mobiledeploy manifest (schema {m.get('schema') if isinstance(m, dict) else None!r})",
-                        f"expected schema {SCHEMA}")
+                        f"expected schema {SCHEMA}; re-export the artifact with --force")
     missing = [k for k in REQUIRED if k not in m]
     if missing:
-        raise UserError(f"{path.name} lacks field(s): {', '.join(missing)}", "re-export the artifact")
+        raise UserError(f"{path.name} lacks field(s): {', '.join(missing)}", "re-export the artifact with --force")
     return m

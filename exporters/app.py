@@ -291,6 +291,19 @@ def _coreml_agreement(req: Any, fp: Path, compressed: Path) -> dict[str, Any]:
 # --- after export --------------------------------------------------------------------------------
 
 
+def bundle_dest(artifact: Path, target: str, option: Any) -> Path | None:
+    """Where the bundle of this artifact goes: None without --bundle, a path given by a library caller,
+    else <name>_<target>_bundle beside the artifact."""
+    if not option:
+        return None
+    if isinstance(option, (str, Path)) and str(option) not in ("1", "True"):
+        return Path(option)
+    from .bundle import bundle_path
+    from .targets import get_target
+
+    return bundle_path(artifact, target, get_target(target).suffix)
+
+
 def after_export(outcome: Any, opts: Any) -> None:
     """Write the .ort's operator config beside it, then the bundle folder when asked."""
     m = outcome.manifest
@@ -302,12 +315,10 @@ def after_export(outcome: Any, opts: Any) -> None:
         cfg = config_path(outcome.artifact)
         cfg.write_text("\n".join(ort_info["operator_config_lines"]) + "\n")
         extra_files.append(cfg)
-    bundle = opts.options.get("bundle")
-    if bundle:
+    dest = bundle_dest(outcome.artifact, opts.target, opts.options.get("bundle"))
+    if dest is not None:
         from .bundle import write_bundle
 
-        dest = Path(bundle) if isinstance(bundle, (str, Path)) and str(bundle) not in ("1", "True") \
-            else outcome.artifact.with_name(outcome.artifact.name.split(".")[0] + "_bundle")
         labels = opts.options.get("labels_list") or m.get("labels")
         outcome.bundle = write_bundle(dest, outcome.artifact, m, labels, tuple(extra_files))
 

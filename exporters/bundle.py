@@ -1,7 +1,7 @@
 """`--bundle`: a folder an app developer drops into a project — artifact, labels, manifest and a README
 whose snippets are filled with the model's real input name, shape, layout and normalisation.
 
-    <name>_bundle/
+    <name>_<target>_bundle/
       <artifact>            model.tflite | model.onnx | model.ort (+ .required_operators.config) | model.mlpackage/
       labels.txt            one class name per line, in output order
       <artifact>.json       the export manifest
@@ -84,6 +84,13 @@ class AppFacts:
                    std=[1.0] * 3 if in_graph else [v * scale for v in std],
                    normalization_in_graph=in_graph, model_mean=mean, model_std=std, image_input=image_input,
                    precision=m.get("precision", "fp32"), dtype=inp.get("dtype", "float32"))
+
+
+def bundle_path(artifact: Path, target: str, suffix: str) -> Path:
+    """<name>_<target>_bundle beside the artifact: one folder per target, so an ONNX and a TFLite bundle of
+    the same model (one command with several targets, or two commands) never land in the same folder."""
+    artifact = Path(artifact)
+    return artifact.with_name(f"{artifact.name.removesuffix(suffix)}_{target}_bundle")
 
 
 def write_bundle(out_dir: Path, artifact: Path, manifest: dict[str, Any], labels: list[str] | None,

@@ -317,8 +317,17 @@ def artifact_stem(source: Source, inputs: tuple[torch.Tensor, ...], opts: Export
     return stem
 
 
-def prepare_out(out_dir: Path, final: Path, force: bool) -> None:
-    """Make the folder, refuse to overwrite without --force, and check that we can write there."""
+def _bundle_dirs(final: Path, opts: ExportOptions) -> tuple[Path, ...]:
+    """The bundle folder this export will write, if any (checked up front like the artifact)."""
+    from mobiledeploy.exporters.app import bundle_dest
+
+    dest = bundle_dest(final, opts.target, opts.options.get("bundle"))
+    return () if dest is None else (dest,)
+
+
+def prepare_out(out_dir: Path, final: Path, force: bool, also: tuple[Path, ...] = ()) -> None:
+    """Make the folder, refuse to overwrite without --force (the artifact, its manifest, and `also`:
+    e.g. its bundle folder), and check that we can write there."""
     from .manifest import manifest_path
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -327,7 +336,7 @@ def prepare_out(out_dir: Path, final: Path, force: bool) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create output folder {out_dir}: {e.strerror}", "choose another --out") from None
-    existing = [p for p in (final, manifest_path(final)) if p.exists()]
+    existing = [p for p in (final, manifest_path(final), *also) if p.exists()]
     if existing and not force:
         raise UserError(f"{existing[0]} already exists", "pass --force to overwrite it")
     if not os.access(out_dir, os.W_OK | os.X_OK):
@@ -403,7 +412,7 @@ def export(opts: ExportOptions, progress: Progress | None = None,
     check_labels(source, opts.options.get("labels_list"))
     stem = artifact_stem(source, inputs, opts)
     final = out_dir / f"{stem}{target.suffix}"
-    prepare_out(out_dir, final, opts.force)
+    prepare_out(out_dir, final, opts.force, _bundle_dirs(final, opts))
     if program is None:
         say(f"torch.export {source.name} at {'x'.join(map(str, inputs[0].shape))}")
         program = capture(source, inputs)

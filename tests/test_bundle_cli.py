@@ -67,7 +67,8 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
     r = Q.compare(Q.run_tflite(digits.tflite, digits.x_test), Q.run_tflite(art, digits.x_test), digits.y_test)
     assert r["accuracy_drop_points"] <= 1.0 and r["top1_agreement"] >= 0.98, r
 
-    readme = _check_bundle(out / (m["artifact"].split(".")[0] + "_bundle"), m["artifact"], m, digits.trained.labels)
+    readme = _check_bundle(out / (m["artifact"].removesuffix(".tflite") + "_tflite_bundle"), m["artifact"], m,
+                           digits.trained.labels)
     assert "ImageClassifier" in readme and "Interpreter(" in readme and f'"{m["artifact"]}"' in readme
     # The bar in words, not a Python dict: "relative L2 ≤ 0.25 (median rel_l2 over the judged images), …".
     assert "relative L2 ≤ 0.25 (median" in readme and "top-1 agreement ≥" in readme and "{'" not in readme
@@ -102,10 +103,33 @@ def test_ort_bundle(digits, inputs, tmp_path):
     assert "Conv" in cfg.read_text()
     y = Q.run_onnx(art, digits.x_test[:64])
     assert _appmodel.rel_l2(y, digits.torch_test[:64]) <= 1e-5
-    bundle = out / (m["artifact"].split(".")[0] + "_bundle")
+    bundle = out / (m["artifact"].removesuffix(".ort") + "_ort_bundle")
     readme = _check_bundle(bundle, m["artifact"], m, digits.trained.labels)
     assert (bundle / cfg.name).exists()
     assert "OrtEnvironment" in readme and "ORTSession" in readme and f'"{m["inputs"][0]["name"]}"' in readme
+
+
+def test_one_bundle_per_target_and_none_overwritten_without_force(digits, inputs, tmp_path, capsys):
+    """Two targets in one command get two bundle folders (the second used to replace the first), and an
+    existing bundle is refused up front without --force like the artifact itself."""
+    out = tmp_path / "out"
+    rc = main(["export", "mobilenetv2_035", "--weights", str(digits.trained.checkpoint), "--input-size", "32",
+               "-t", "onnx,tflite", "--bundle", "--no-verify", "--out", str(out), "--json"])
+    assert rc == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [Path(s["bundle_path"]).name for s in shown] == ["mobilenetv2_035_32_onnx_bundle",
+                                                             "mobilenetv2_035_32_tflite_bundle"]
+    for suffix in ("onnx", "tflite"):
+        files = {p.name for p in (out / f"mobilenetv2_035_32_{suffix}_bundle").iterdir()}
+        assert f"mobilenetv2_035_32.{suffix}" in files and "README.md" in files
+
+    (out / "mobilenetv2_035_32.onnx").unlink()  # the artifact and manifest gone, the bundle still there
+    (out / "mobilenetv2_035_32.onnx.json").unlink()
+    rc = main(["export", "mobilenetv2_035", "--weights", str(digits.trained.checkpoint), "--input-size", "32",
+               "-t", "onnx", "--bundle", "--no-verify", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "mobilenetv2_035_32_onnx_bundle already exists" in err and "--force" in err
+    assert not (out / "mobilenetv2_035_32.onnx").exists()  # refused before any work
 
 
 def test_onnx_int8_via_cli(digits, inputs, tmp_path):

@@ -40,7 +40,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
               help="Folder of images for int8 calibration (default: scikit-image photos + augmentations).")
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Class names, one per line, for metadata, manifest and bundle.")
-@click.option("--bundle", is_flag=True, help="Also write <name>_bundle/: artifact, labels.txt, manifest, README with snippets.")
+@click.option("--bundle", is_flag=True, help="Also write <name>_<target>_bundle/: artifact, labels.txt, manifest, README with snippets.")
 @click.option("--min-target", default=None,
               help="Core ML: minimum deployment target, e.g. iOS16 (default), iOS17, macOS13.")
 @click.option("--tensor-input", is_flag=True,

@@ -217,6 +217,15 @@ def test_pt2_dynamic_program_exports_exactly_at_a_static_batch(tiny_pt2, tmp_pat
     assert rc == 2 and "exported with a fixed 14×14 input, not 28×28" in err
 
 
+def test_name_applies_to_every_target(tiny_pt2, tmp_path, capsys):
+    """--name with several targets: each artifact takes the name with its own suffix (no two collide)."""
+    rc, out, err = _run(["export", str(tiny_pt2), "-t", "onnx,tflite", "--batch", "2", "--name", "twin",
+                         "--out", str(tmp_path), "--json"], capsys)
+    assert rc == 0, err
+    assert [m["artifact"] for m in json.loads(out)] == ["twin.onnx", "twin.tflite"]
+    assert all((tmp_path / f).exists() for f in ("twin.onnx", "twin.onnx.json", "twin.tflite", "twin.tflite.json"))
+
+
 def test_unsupported_op_names_op_and_source_line(tmp_path, capsys):
     class Cummax(torch.nn.Module):
         def forward(self, x):

@@ -62,8 +62,6 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     names = list(dict.fromkeys(t.strip() for spec in targets for t in spec.split(",") if t.strip()))
     for t in names:
         get_target(t)  # an unknown target fails before any work, listing the known ones
-    if len(names) > 1 and name:
-        raise UserError("--name applies to one target only", "drop --name or export one target at a time")
     size = parse_size(input_size)
     app = _app_options(layout, calibration, labels_file, bundle)
     if (min_target or tensor_input) and "coreml" not in names:

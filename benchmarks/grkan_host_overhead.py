@@ -1,12 +1,14 @@
-"""Host (Python) cost of one GR-KAN call with the Triton launches stubbed out, beside ViT's GELU.
+"""Host (Python) cost of one GR-KAN call beside ViT's GELU: stubbed launches on the CPU, real ones on a GPU.
 
-Runs on the CPU: TRITON_INTERPRET=1 routes GRKAN(backend="triton") through the same wrapper code as on a
+Without a GPU: TRITON_INTERPRET=1 routes GRKAN(backend="triton") through the same wrapper code as on a
 GPU (autograd.Function, geometry, config cache, output allocation), and every Triton kernel object is
 replaced by a no-op, so what is timed is our own host code per call, not a kernel and not Triton's own
-launcher (which needs a GPU to measure). Rows: the eager path (autograd.Function, what eager KAT
-training calls), the custom op (what a torch.compile'd graph calls), and nn.GELU (ViT's activation, the
-baseline) on the same tiny tensor, forward and forward+backward, interleaved in rounds; median µs/call.
-The per-step figure multiplies by KAT-T's 24 GR-KAN calls per training step.
+launcher. On a GPU: the real kernels on a tiny CUDA tensor, whose device time (a few µs) is below the
+host's, so the time per call is the whole host cost including Triton's launcher (synchronised once per
+round). Rows: the eager path (autograd.Function, what eager KAT training calls), the custom op (what a
+torch.compile'd graph calls), and nn.GELU (ViT's activation, the baseline) on the same tensor, forward
+and forward+backward, interleaved in rounds; median µs/call. The per-step figure multiplies by KAT-T's
+24 GR-KAN calls per training step.
 
     python benchmarks/grkan_host_overhead.py [--rounds 7] [--calls 2000] [--out overhead.json]
 """
@@ -21,11 +23,13 @@ import statistics
 import sys
 import time
 
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: the kernels module reads it at import
+import torch
 
-import torch  # noqa: E402
+from mobiledeploy.fsio import write_json
 
-from mobiledeploy.fsio import write_json  # noqa: E402
+GPU = torch.cuda.is_available()
+if not GPU:  # before the kernels module is imported: it reads the flag at import
+    os.environ["TRITON_INTERPRET"] = "1"
 
 CALLS_PER_KAT_T_STEP = 24  # 12 blocks × (act1, act2)
 
@@ -54,6 +58,11 @@ def stubbed_launches():
     finally:
         for n, v in saved.items():
             setattr(kernels, n, v)
+
+
+def sync() -> None:
+    if GPU:
+        torch.cuda.synchronize()
 
 
 def callables(x: torch.Tensor) -> dict:
@@ -94,37 +103,45 @@ def main(argv: list[str] | None = None) -> int:
     import triton
 
     torch.set_num_threads(1)
-    x = torch.randn(2, 3, 64, requires_grad=True)  # tiny: the arithmetic is negligible, the host code is not
+    device = "cuda" if GPU else "cpu"
+    # Tiny: the arithmetic is negligible, the host code is not.
+    x = torch.randn(2, 3, 64, device=device, requires_grad=True)
     times: dict[str, list[float]] = {}
-    with stubbed_launches() as stubbed:
+    with (contextlib.nullcontext([]) if GPU else stubbed_launches()) as stubbed:
         rows = callables(x)
         for f in rows.values():  # warm caches (config pick, geometry) before timing
             for _ in range(50):
                 f()
         for _ in range(args.rounds):
             for name, f in rows.items():
+                sync()
                 t = time.perf_counter()
                 for _ in range(args.calls):
                     f()
+                sync()
                 times.setdefault(name, []).append((time.perf_counter() - t) / args.calls * 1e6)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "schema": "mobiledeploy.bench.grkan_host_overhead/1",
         "env": {"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
-                "cpu": platform.processor() or platform.machine(), "threads": 1},
-        "protocol": {"rounds": args.rounds, "calls": args.calls, "shape": list(x.shape), "stubbed": stubbed},
+                "cpu": platform.processor() or platform.machine(), "threads": 1,
+                "gpu": torch.cuda.get_device_name(0) if GPU else None},
+        "protocol": {"rounds": args.rounds, "calls": args.calls, "shape": list(x.shape), "device": device,
+                     "launches": "real" if GPU else "stubbed", "stubbed": stubbed},
         "us_per_call": {k: {"median": med[k], "min": min(v), "max": max(v)} for k, v in times.items()},
     }
     extra = {kind: med[f"grkan {kind} fwd+bwd"] - med["gelu fwd+bwd"] for kind in ("eager", "op")}
     result["extra_us_per_call_vs_gelu"] = extra
     result["extra_ms_per_kat_t_step"] = {k: v * CALLS_PER_KAT_T_STEP / 1e3 for k, v in extra.items()}
-    print(f"host µs per call, median of {args.rounds} rounds × {args.calls} calls (Triton launches stubbed):")
+    how = "real launches on " + result["env"]["gpu"] if GPU else "Triton launches stubbed"
+    print(f"host µs per call, median of {args.rounds} rounds × {args.calls} calls ({how}):")
     for k, v in times.items():
         print(f"  {k:<22} {med[k]:7.1f}   ({min(v):.1f} – {max(v):.1f})")
     for k, v in extra.items():
         print(f"  {k} fwd+bwd minus gelu fwd+bwd: {v:.1f} µs/call, × {CALLS_PER_KAT_T_STEP} calls = "
               f"{result['extra_ms_per_kat_t_step'][k]:.2f} ms per KAT-T step")
-    print("(excludes Triton's own launcher and all device time: those need a GPU)")
+    if not GPU:
+        print("(excludes Triton's own launcher and all device time: those need a GPU)")
     if args.out:
         write_json(args.out, result, indent=1)
         print(f"wrote {args.out}")

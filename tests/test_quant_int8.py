@@ -147,5 +147,19 @@ def test_calibration_dir_errors(tmp_path):
     with pytest.raises(UserError, match="no images"):
         Q.calibration_images(32, 32, tmp_path)
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(UserError, match="cannot read"):
+    with pytest.raises(UserError, match="cannot read") as e:
         Q.calibration_images(32, 32, tmp_path)
+    # One line naming the file's full path, and what to do about it.
+    assert str(tmp_path / "bad.png") in str(e.value) and "\n" not in str(e.value)
+    assert "--calibration" in e.value.hint
+
+
+def test_calibration_dir_reads_images_as_rgb_in_0_1(tmp_path):
+    from skimage.io import imsave
+
+    imsave(str(tmp_path / "a.png"), np.full((8, 6, 3), 255, np.uint8), check_contrast=False)
+    imsave(str(tmp_path / "b.PNG"), np.zeros((8, 6, 3), np.uint8), check_contrast=False)
+    (tmp_path / "notes.txt").write_text("not an image")  # ignored: not an image suffix
+    imgs = Q.read_image_dir(tmp_path)
+    assert [i.shape for i in imgs] == [(8, 6, 3), (8, 6, 3)]
+    assert imgs[0].max() == 1.0 and imgs[1].max() == 0.0

@@ -291,7 +291,19 @@ def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Proto
         if previous is not None:
             os.sched_setaffinity(0, previous)  # a library caller's process is not left pinned
     return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "device": facts, "protocol": results[0]["protocol"], "results": results}
+            "device": facts, "protocol": results[0]["protocol"], "results": results,
+            "notes": caveats(proto, facts)}
+
+
+def caveats(proto: Protocol, facts: dict[str, Any]) -> list[str]:
+    """What the reader of these numbers must know about how they were taken (printed, and kept in the JSON)."""
+    notes = []
+    used = facts.get("cores_used") or []
+    if used and proto.threads > len(used):
+        notes.append(f"--threads {proto.threads} is more than the {len(used)} CPU(s) this run could use "
+                     f"({','.join(map(str, used))}): the runtime's threads took turns on them, so these times "
+                     "include that contention; use --threads ≤ the cores the app will have")
+    return notes
 
 
 def _pool(items: list[Measured], n_artifacts: int) -> list[Measured]:

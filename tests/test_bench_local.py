@@ -134,6 +134,17 @@ def test_pinning_to_one_core_is_recorded_and_undone(artifacts):
     assert os.sched_getaffinity(0) == before
 
 
+def test_more_threads_than_usable_cores_is_said_and_recorded(artifacts, capsys):
+    """Oversubscribed threads time contention, not the model: the run says so (stderr and JSON), and a
+    run within its cores carries no such note."""
+    rc = main(["bench", str(artifacts["onnx"]), "--threads", "2", "--cores", "0", "--runs", "2", "--warmup", "0"])
+    err = capsys.readouterr().err
+    assert rc == 0 and "note: --threads 2 is more than the 1 CPU(s) this run could use (0)" in err
+    run = measure([str(artifacts["onnx"])], "auto", Protocol(runs=2, warmup=0, threads=2, cores=[0]))
+    assert len(run["notes"]) == 1 and "contention" in run["notes"][0]
+    assert measure([str(artifacts["onnx"])], "auto", Protocol(runs=2, warmup=0, threads=1, cores=[0]))["notes"] == []
+
+
 def test_bad_input_one_line_errors(artifacts, tmp_path, capsys):
     err = _one_line_error(capsys, ["bench", str(tmp_path / "missing.onnx")])
     assert "artifact not found" in err

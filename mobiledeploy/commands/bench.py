@@ -130,6 +130,8 @@ def command(artifacts: tuple[str, ...], runtime: str, threads: int, cores: str |
             out.print(f"{what}: {path}")
     if any((r.get("ops") or {}).get("available") for r in run["results"]):
         out.print(report.ops_table(run))
+    for note in run.get("notes") or []:
+        print(f"note: {note}", file=sys.stderr)
     for r in run["results"]:
         ops = r.get("ops")
         if ops and not ops.get("available"):

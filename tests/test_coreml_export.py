@@ -184,3 +184,7 @@ def test_cli_tensor_input_and_min_target_reach_the_converter(tmp_path, capsys):
     assert "iOS17" in json.dumps(m)
     rc = main(["export", "mobilenetv2_035", "--target", "onnx", "--tensor-input", "--out", str(tmp_path / "o")])
     assert rc == 2 and "Core ML options" in capsys.readouterr().err
+    # The reverse: --layout shapes tflite/onnx/ort inputs; a Core ML-only export must not accept it silently.
+    rc = main(["export", "mobilenetv2_035", "--target", "coreml", "--layout", "nhwc", "--out", str(tmp_path / "c")])
+    assert rc == 2 and "a Core ML model takes an image" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before any work

@@ -35,7 +35,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--precision", default=None,
               help="fp32, fp16 or int8 (quantized after an fp32 export); default fp32, fp16 for a Core ML --bundle.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
-              help="App-facing input: RGB pixels 0-255 in this layout, normalisation inside (nhwc with --bundle).")
+              help="TFLite/ONNX/ORT input: RGB pixels 0-255 in this layout, normalisation inside (nhwc with --bundle).")
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False), default=None,
               help="Folder of images for int8 calibration (default: scikit-image photos + augmentations).")
 @click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -64,6 +64,11 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         get_target(t)  # an unknown target fails before any work, listing the known ones
     size = parse_size(input_size)
     app = _app_options(layout, calibration, labels_file, bundle)
+    if layout and set(names) == {"coreml"}:
+        # Core ML takes an image (CVPixelBuffer) whatever the layout; saying nothing would let a user
+        # believe the .mlpackage takes an NHWC tensor.
+        raise UserError("--layout applies to tflite, onnx and ort inputs; a Core ML model takes an image",
+                        "drop --layout (use --tensor-input for a normalised NCHW tensor instead)")
     if (min_target or tensor_input) and "coreml" not in names:
         raise UserError("--min-target and --tensor-input are Core ML options", "add --target coreml or drop them")
     if min_target:

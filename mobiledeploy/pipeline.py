@@ -10,6 +10,7 @@ name, checked, and only then renamed beside its manifest.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import difflib
@@ -406,22 +407,26 @@ def export(opts: ExportOptions, progress: Progress | None = None,
         source, inputs, program = cache[key]
     else:
         say(f"loading {opts.model}")
-        source = load_source(opts.model, opts.weights)
-        inputs = example_inputs(source, opts.input_size, opts.batch)
+        with model_wide():
+            source = load_source(opts.model, opts.weights)
+            inputs = example_inputs(source, opts.input_size, opts.batch)
         program = None
-    check_labels(source, opts.options.get("labels_list"))
+    with model_wide():
+        check_labels(source, opts.options.get("labels_list"))
     stem = artifact_stem(source, inputs, opts)
     final = out_dir / f"{stem}{target.suffix}"
     prepare_out(out_dir, final, opts.force, _bundle_dirs(final, opts))
     if program is None:
         say(f"torch.export {source.name} at {'x'.join(map(str, inputs[0].shape))}")
-        program = capture(source, inputs)
+        with model_wide():
+            program = capture(source, inputs)
         if cache is not None:
             cache[key] = (source, inputs, program)
 
     if opts.verify:  # the parity run holds two models' activations; fail now, not by the OOM killer later
-        memory.check_fits("activation", memory.largest_activation(program), "x".join(map(str, inputs[0].shape)),
-                          memory.PARITY_HEADROOM, "use a smaller --input-size or --batch, or --no-verify")
+        with model_wide():
+            memory.check_fits("activation", memory.largest_activation(program), "x".join(map(str, inputs[0].shape)),
+                              memory.PARITY_HEADROOM, "use a smaller --input-size or --batch, or --no-verify")
     say(f"rewriting for {target.name}")
     program, applied = rewrite(program, target, opts, inputs)
     tmp = out_dir / f".{stem}.partial-{os.getpid()}{target.suffix}"
@@ -463,6 +468,17 @@ def export(opts: ExportOptions, progress: Progress | None = None,
     for hook in AFTER_EXPORT:
         hook(outcome, opts)
     return outcome
+
+
+@contextlib.contextmanager
+def model_wide():
+    """Mark a UserError raised inside as the model's (loading, tracing, its memory), not one target's: every
+    target would fail the same way, so a several-target export stops at it (`error.model_wide`)."""
+    try:
+        yield
+    except UserError as e:
+        e.model_wide = True
+        raise
 
 
 def check_extras(target: Any) -> None:

@@ -226,6 +226,26 @@ def test_name_applies_to_every_target(tiny_pt2, tmp_path, capsys):
     assert all((tmp_path / f).exists() for f in ("twin.onnx", "twin.onnx.json", "twin.tflite", "twin.tflite.json"))
 
 
+def test_one_failing_target_does_not_stop_the_others(tiny_pt2, tmp_path, capsys):
+    """A target that fails after the model traced (here: its artifact exists, no --force) is reported and
+    the remaining targets are still exported; the exit status is non-zero."""
+    (tmp_path / "twin.tflite").write_bytes(b"yesterday's artifact")
+    rc, out, err = _run(["export", str(tiny_pt2), "-t", "onnx,tflite,ort", "--batch", "2", "--name", "twin",
+                         "--out", str(tmp_path), "--json"], capsys)
+    assert rc == 2 and "twin.tflite already exists" in err and err.count("error:") == 1
+    assert [m["artifact"] for m in json.loads(out)] == ["twin.onnx", "twin.ort"]
+    assert (tmp_path / "twin.tflite").read_bytes() == b"yesterday's artifact"
+    # The first target failing before anything was traced does not stop the others either.
+    (tmp_path / "solo.onnx").write_bytes(b"old")
+    rc, out, err = _run(["export", str(tiny_pt2), "-t", "onnx,ort", "--batch", "2", "--name", "solo",
+                         "--out", str(tmp_path), "--json"], capsys)
+    assert rc == 2 and "solo.onnx already exists" in err
+    assert [m["artifact"] for m in json.loads(out)] == ["solo.ort"]
+    # A failure before the trace would repeat for every target: one line, nothing exported.
+    rc, out, err = _run(["export", "nosuch_model", "-t", "onnx,tflite", "--out", str(tmp_path / "n")], capsys)
+    assert rc == 2 and err.count("error:") == 1 and not (tmp_path / "n").exists()
+
+
 def test_unsupported_op_names_op_and_source_line(tmp_path, capsys):
     class Cummax(torch.nn.Module):
         def forward(self, x):

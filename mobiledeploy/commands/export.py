@@ -57,7 +57,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
             bundle: bool = False, min_target: str | None = None, tensor_input: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     from mobiledeploy.exporters.targets import get_target
-    from mobiledeploy.pipeline import ExportOptions, export
+    from mobiledeploy.pipeline import ExportOptions
 
     names = list(dict.fromkeys(t.strip() for spec in targets for t in spec.split(",") if t.strip()))
     for t in names:
@@ -84,27 +84,54 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
                              strict=strict, name=name, options=dict(app))
 
     cache: dict = {}  # one torch.export shared by all targets
-    outcomes = []
     if as_json:
-        for t in names:
-            outcomes.append(export(opts(t), cache=cache))
+        outcomes, failed = _export_each(names, opts, cache)
         shown = []
         for o in outcomes:
             bundle_dir = getattr(o, "bundle", None)
             shown.append(_brief(o.manifest, o.artifact) | ({"bundle_path": str(bundle_dir)} if bundle_dir else {}))
-        click.echo(json.dumps(shown[0] if len(shown) == 1 else shown, indent=2))
+        if shown:
+            click.echo(json.dumps(shown[0] if len(names) == 1 else shown, indent=2))
+        _raise_failures(failed)
         return
     from rich.console import Console
 
     console = Console(stderr=True)
     with console.status(f"exporting {model}") as status:
-        for t in names:
-            outcomes.append(export(opts(t), progress=lambda msg, t=t: status.update(f"[{t}] {msg}"), cache=cache))
-    out = Console(width=None if Console().is_terminal else 132)
-    print_result(out, [o.manifest for o in outcomes], [o.artifact for o in outcomes])
-    for o in outcomes:
-        if getattr(o, "bundle", None):
-            out.print(f"bundle: {o.bundle}", highlight=False)
+        outcomes, failed = _export_each(names, opts, cache,
+                                        lambda t: lambda msg: status.update(f"[{t}] {msg}"))
+    if outcomes:
+        out = Console(width=None if Console().is_terminal else 132)
+        print_result(out, [o.manifest for o in outcomes], [o.artifact for o in outcomes])
+        for o in outcomes:
+            if getattr(o, "bundle", None):
+                out.print(f"bundle: {o.bundle}", highlight=False)
+    _raise_failures(failed)
+
+
+def _export_each(names: list[str], opts, cache: dict, progress=None) -> tuple[list, list[UserError]]:
+    """Export every target; one target's failure (existing file, converter, parity) does not stop the
+    others. A failure of the model itself (loading, tracing: `model_wide`) would repeat for every target,
+    so it stops here."""
+    from mobiledeploy.pipeline import export
+
+    outcomes, failed = [], []
+    for t in names:
+        try:
+            outcomes.append(export(opts(t), progress=progress(t) if progress else None, cache=cache))
+        except UserError as e:
+            if len(names) == 1 or getattr(e, "model_wide", False):
+                raise
+            failed.append(e)
+    return outcomes, failed
+
+
+def _raise_failures(failed: list[UserError]) -> None:
+    """Every failed target gets its own error line; the exit status is the last one's."""
+    for e in failed[:-1]:
+        click.echo(f"error: {e}", err=True)
+    if failed:
+        raise failed[-1]
 
 
 def _app_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool) -> dict:

@@ -26,6 +26,7 @@ from mobiledeploy.errors import UserError
 
 from . import quantize as Q
 from .app_input import AppInput, InputSpec, check_layout
+from .labels import read_labels
 
 APP_TARGETS = ("tflite", "onnx", "ort")  # those whose input layout we choose (Core ML takes an ImageType)
 SUFFIX_TARGET = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort", ".mlpackage": "coreml"}
@@ -54,17 +55,6 @@ def register_tolerance() -> None:
 
     parity.TOLERANCES.setdefault("int8", dict(INT8_TOLERANCE))
     parity.TOLERANCES.setdefault("int8_weights", dict(INT8_WEIGHTS_TOLERANCE))
-
-
-def read_labels(path: str | Path) -> list[str]:
-    """Class names from a text file, one per line (blank lines dropped)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"labels file not found: {p}", "pass a text file with one class name per line")
-    labels = [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
-    if not labels:
-        raise UserError(f"labels file {p.name} is empty")
-    return labels
 
 
 def layout_of(target: str, options: dict[str, Any]) -> str | None:

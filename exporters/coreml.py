@@ -28,10 +28,11 @@ import torch
 from mobiledeploy.errors import UserError, require
 from mobiledeploy.fsio import move_into_place
 
+from .labels import IMAGENET_LABELS, read_labels
 from .runtimes import register_runtime
 from .targets import ExportRequest, TargetResult, register_target
 
-LABELS_FILE = Path(__file__).resolve().parents[1] / "mobiledeploy" / "data" / "imagenet_labels.txt"
+LABELS_FILE = IMAGENET_LABELS
 DEFAULT_MIN_TARGET = "iOS16"
 IMAGE_INPUT, TENSOR_INPUT = "image", "input"
 LABEL_OUTPUT, LOGITS_OUTPUT = "classLabel", "logits"
@@ -237,14 +238,7 @@ def _check_no_fractional_upsample(ml) -> None:
 
 def load_labels(path: str | Path | None = None) -> list[str]:
     """Class labels, one a line (default: the ImageNet-1k labels shipped with mobiledeploy)."""
-    p = Path(path) if path else LABELS_FILE
-    if not p.is_file():
-        raise UserError(f"labels file {p} not found", "pass a text file with one label a line")
-    labels = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if len(set(labels)) != len(labels):
-        dup = sorted({x for x in labels if labels.count(x) > 1})[:3]
-        raise UserError(f"labels in {p} repeat ({', '.join(dup)})", "Core ML class labels must be unique")
-    return labels
+    return read_labels(path or LABELS_FILE)
 
 
 def _labels(request: ExportRequest, out_shapes: list[tuple[int, ...]]) -> list[str] | None:
@@ -266,6 +260,9 @@ def _labels(request: ExportRequest, out_shapes: list[tuple[int, ...]]) -> list[s
         return None
     if len(labels) != n:
         raise UserError(f"{len(labels)} labels for a model with {n} classes", "pass a labels file with one label per class")
+    if len(set(labels)) != len(labels):  # whatever their source: --labels, the model's own, a library caller
+        dup = sorted({x for x in labels if labels.count(x) > 1})[:3]
+        raise UserError(f"class labels repeat ({', '.join(dup)})", "Core ML class labels must be unique")
     return labels
 
 

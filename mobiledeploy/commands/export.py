@@ -136,7 +136,7 @@ def _raise_failures(failed: list[UserError]) -> None:
 
 def _app_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool) -> dict:
     """Options for the app-facing hooks in mobiledeploy.exporters.app."""
-    from mobiledeploy.exporters.app import read_labels
+    from mobiledeploy.exporters.labels import read_labels
 
     opts: dict = {}
     if layout:

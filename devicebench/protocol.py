@@ -292,10 +292,10 @@ def measure(artifacts: Sequence[str], runtime: str | Sequence[str], proto: Proto
             os.sched_setaffinity(0, previous)  # a library caller's process is not left pinned
     return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "device": facts, "protocol": results[0]["protocol"], "results": results,
-            "notes": caveats(proto, facts)}
+            "notes": caveats(proto, facts, artifacts)}
 
 
-def caveats(proto: Protocol, facts: dict[str, Any]) -> list[str]:
+def caveats(proto: Protocol, facts: dict[str, Any], artifacts: Sequence[str] = ()) -> list[str]:
     """What the reader of these numbers must know about how they were taken (printed, and kept in the JSON)."""
     notes = []
     used = facts.get("cores_used") or []
@@ -303,7 +303,29 @@ def caveats(proto: Protocol, facts: dict[str, Any]) -> list[str]:
         notes.append(f"--threads {proto.threads} is more than the {len(used)} CPU(s) this run could use "
                      f"({','.join(map(str, used))}): the runtime's threads took turns on them, so these times "
                      "include that contention; use --threads ≤ the cores the app will have")
+    machine = str(facts.get("machine", "")).lower()
+    if machine in ("x86_64", "amd64", "i686", "x86"):
+        for a in artifacts:
+            platform_ = _ort_platform(a) if str(a).endswith(".ort") else "n/a"
+            if platform_ in ("arm", None):
+                said = "was optimised for ARM (the phones it is for)" if platform_ else \
+                    "has no manifest saying which CPU it was optimised for; if ARM (mobiledeploy's default)"
+                notes.append(f"{Path(a).name} {said}: on this {machine} host onnxruntime cannot use its x86 layout "
+                             "optimisations on it, so it runs slower here than the same .onnx (2.0× for "
+                             "MobileNetV2, BENCHMARKS.md); time .ort files on the board or phone, the .onnx here")
     return notes
+
+
+def _ort_platform(artifact: str) -> str | None:
+    """The platform an .ort was optimised for, from its manifest; None without a readable one."""
+    m = find_manifest(artifact)
+    if m is None:
+        return None
+    try:
+        info = json.loads(Path(m).read_text()).get("target_info") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return (info.get("ort") or {}).get("target_platform")
 
 
 def _pool(items: list[Measured], n_artifacts: int) -> list[Measured]:

@@ -145,6 +145,21 @@ def test_more_threads_than_usable_cores_is_said_and_recorded(artifacts, capsys):
     assert measure([str(artifacts["onnx"])], "auto", Protocol(runs=2, warmup=0, threads=1, cores=[0]))["notes"] == []
 
 
+def test_arm_optimised_ort_timed_on_x86_is_said(tmp_path):
+    """An .ort optimised for ARM runs ~2× slower on x86 than its .onnx: a host timing of it gets a note."""
+    from mobiledeploy.devicebench.protocol import caveats
+
+    ort = tmp_path / "m.ort"
+    proto = Protocol(runs=1)
+    x86, arm = {"machine": "x86_64", "cores_used": [0]}, {"machine": "aarch64", "cores_used": [0]}
+    assert any("m.ort has no manifest" in n and "if ARM" in n for n in caveats(proto, x86, [str(ort)]))
+    assert caveats(proto, arm, [str(ort)]) == [] and caveats(proto, x86, [str(tmp_path / "m.onnx")]) == []
+    (tmp_path / "m.ort.json").write_text(json.dumps({"target_info": {"ort": {"target_platform": "arm"}}}))
+    assert any("m.ort was optimised for ARM" in n for n in caveats(proto, x86, [str(ort)]))
+    (tmp_path / "m.ort.json").write_text(json.dumps({"target_info": {"ort": {"target_platform": "amd64"}}}))
+    assert caveats(proto, x86, [str(ort)]) == []  # optimised for this kind of host: nothing to say
+
+
 def test_bad_input_one_line_errors(artifacts, tmp_path, capsys):
     err = _one_line_error(capsys, ["bench", str(tmp_path / "missing.onnx")])
     assert "artifact not found" in err

@@ -24,7 +24,7 @@ from mobiledeploy.errors import UserError
 from . import stats
 from .device import millideg_to_c
 from .runners import normalize_op
-from .protocol import RUN_SCHEMA, SCHEMA, Protocol, add_ratios, sha256
+from .protocol import RUN_SCHEMA, SCHEMA, Protocol, add_ratios, caveats, sha256
 from .ssh import _sigint_deferred
 
 DEVICE_TMP = "/data/local/tmp"
@@ -467,7 +467,8 @@ def bench_adb(url: str, artifacts: Sequence[str], proto: Protocol, benchmark_bin
         })
     add_ratios(results)
     return {"schema": RUN_SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "device": device, "protocol": protocol, "results": results}
+            "device": device, "protocol": protocol, "results": results,
+            "notes": caveats(proto, device)}  # e.g. --cores 7 with --threads 4: contention on one core
 
 
 def _one(d: dict[str, str]) -> Any:

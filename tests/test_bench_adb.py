@@ -125,6 +125,17 @@ def test_single_model_keeps_the_printed_median(phone, artifacts, tmp_path, capsy
     assert (phone / "taskset.log").read_text().split() == ["f0", "f0"]  # 1 thread: the fastest cluster
 
 
+def test_more_threads_than_pinned_phone_cores_is_said(phone, artifacts, tmp_path, capsys):
+    out = tmp_path / "one.json"
+    rc = main(["bench", str(artifacts["tflite"]), "--device", f"adb://{SERIAL}", "--benchmark-binary",
+               str(DOUBLES / "fake_benchmark_model"), "--runs", "3", "--warmup", "1", "--threads", "2",
+               "--cores", "7", "--json", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "note: --threads 2 is more than the 1 CPU(s) this run could use (7)" in err
+    assert len(json.loads(out.read_text())["notes"]) == 1
+
+
 @pytest.mark.parametrize("state,words", [("unauthorized", "Allow USB debugging"), ("offline", "reconnect")])
 def test_unusable_phone_states(phone, artifacts, monkeypatch, capsys, state, words):
     monkeypatch.setenv("FAKE_ADB_STATE", state)

@@ -502,14 +502,16 @@ def check_labels(source: Source, labels: list[str] | None) -> None:
 
 
 def _labels(source: Source) -> list[str] | None:
-    """ImageNet-1k class names (from timm's tables) for 1000-class models, else None."""
+    """ImageNet-1k class names for 1000-class models, else None.
+
+    The shipped file (scripts/gen_imagenet_labels.py), not timm's table: timm names two classes "crane",
+    and a Core ML classifier's class→probability dictionary would merge them.
+    """
     if source.num_classes != 1000:
         return None
-    try:
-        from timm.data import ImageNetInfo
-    except ImportError:
-        return None
-    return list(ImageNetInfo().label_descriptions())
+    from mobiledeploy.exporters.labels import read_labels
+
+    return read_labels()
 
 
 def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inputs: tuple[torch.Tensor, ...],

@@ -45,3 +45,19 @@ def test_core_ml_refuses_repeated_labels_from_any_source():
     with pytest.raises(UserError, match=r"class labels repeat \(a\)"):
         _labels(req, [(1, 3)])
     assert _labels(SimpleNamespace(options={}, labels=["a", "b", "c"]), [(1, 3)]) == ["a", "b", "c"]
+
+
+def test_imagenet_models_are_exported_with_unique_labels(tmp_path, capsys):
+    """timm's ImageNet table names two classes "crane"; a Core ML classifier's class→probability dictionary
+    would merge them, so every export carries the shipped, unique names."""
+    import json
+
+    from mobiledeploy.cli import main
+
+    rc = main(["export", "mobilenetv2_035", "-t", "onnx", "--input-size", "32", "--no-verify", "--out",
+               str(tmp_path), "--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    labels = json.loads((tmp_path / "mobilenetv2_035_32.onnx.json").read_text())["labels"]
+    assert labels == read_labels() and len(set(labels)) == 1000
+    assert labels[134] == "crane (n02012849)" and labels[517] == "crane (n03126707)"

@@ -247,6 +247,25 @@ def _pt2_inputs(source: Source, input_size: tuple[int, int] | None, batch: int) 
     return tuple(out)
 
 
+def smallest_side(module: torch.nn.Module, x: torch.Tensor, limit: int = 1024, seconds: float = 10.0) -> int | None:
+    """The least s for which the model runs eagerly with both image sides raised to ≥ s (None if not found
+    within `limit` or `seconds`): the fix to offer when an input is too small for the model's pooling."""
+    import time
+
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for s in range(min(h, w) + 1, limit + 1):
+            if time.perf_counter() - t0 > seconds:
+                return None
+            try:
+                module(x.new_zeros(*x.shape[:-2], max(h, s), max(w, s)))
+                return s
+            except Exception:  # noqa: BLE001 - any failure means: still too small
+                continue
+    return None
+
+
 def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
     """torch.export the model at the static example inputs (a .pt2 is used as loaded)."""
     if source.program is not None:
@@ -265,9 +284,14 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
         if ours is not None:  # the model itself refused the input (e.g. KAT at another size): its hint is the fix
             raise UserError(f"cannot export {source.name} at input {shape}: {ours.message}", ours.hint) from e
         small = "too small" in first.lower()  # a pooling or conv left an empty map
+        least = smallest_side(source.module, inputs[0]) if small else None
+        if least:
+            h, w = (max(int(d), least) for d in inputs[0].shape[-2:])
+            hint = f"{source.name} needs each image side ≥ {least}: use e.g. --input-size {h if h == w else f'{h}x{w}'}"
+        else:
+            hint = "check --input-size" + (" (very small inputs break pooling)" if small else "")
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
-                        "check --input-size" + (" (very small inputs break pooling)" if small else "")
-                        + "; --debug shows the traceback") from e
+                        hint + "; --debug shows the traceback") from e
 
 
 def _user_error_in(e: BaseException) -> UserError | None:

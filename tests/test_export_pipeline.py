@@ -246,6 +246,20 @@ def test_one_failing_target_does_not_stop_the_others(tiny_pt2, tmp_path, capsys)
     assert rc == 2 and err.count("error:") == 1 and not (tmp_path / "n").exists()
 
 
+def test_too_small_input_names_the_smallest_size_that_works(tmp_path, capsys):
+    """GhostNetV2's DFC attention 2×2-pools the 1/32-scale map: below 33 px a side it is empty. The error
+    says so with the size to use, found by running the model, instead of a generic 'check --input-size'."""
+    import torch.nn as nn
+
+    from mobiledeploy.pipeline import smallest_side
+
+    rc, _, err = _run(["export", "ghostnetv2", "-t", "onnx", "--input-size", "17x40", "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "needs each image side ≥ 33: use e.g. --input-size 33x40" in err, err
+    pool = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.AvgPool2d(4))  # needs a 4×4 map after the stride-2 conv
+    assert smallest_side(pool, torch.zeros(1, 3, 5, 5)) == 7
+    assert smallest_side(pool, torch.zeros(1, 3, 5, 5), limit=6) is None
+
+
 def test_unsupported_op_names_op_and_source_line(tmp_path, capsys):
     class Cummax(torch.nn.Module):
         def forward(self, x):

@@ -375,7 +375,7 @@ def test_a_size_the_model_cannot_trace_is_one_line_without_torch_log_noise(tmp_p
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: torch.export cannot trace ghostnetv2_100 at input 1x3x16x16")
-    assert "check --input-size" in lines[0]
+    assert "needs each image side ≥ 33: use e.g. --input-size 33;" in lines[0]
 
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "..", " padded"])

@@ -18,7 +18,7 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from mobiledeploy.errors import MissingExtraError, UserError
+from mobiledeploy.errors import MissingExtraError, UserError, quiet_native_stderr
 from mobiledeploy.versions import dist_version
 
 Call = Callable[[], Any]
@@ -104,6 +104,9 @@ def _np_dtype(onnx_type: str) -> str:
              "int16": "int16", "int32": "int32", "int64": "int64", "bool": "bool"}
     inner = onnx_type[len("tensor("):-1] if onnx_type.startswith("tensor(") else onnx_type
     return table.get(inner, "float32")
+
+
+LITERT_NOISE = "INFO: Created TensorFlow Lite XNNPACK delegate"
 
 
 def _dims(shape: Any) -> list[int]:
@@ -251,7 +254,8 @@ class LiteRTRunner(Runner):
                 raise
         self.module = tfl
         self.interp = tfl.Interpreter(model_path=artifact, num_threads=threads)
-        self.interp.allocate_tensors()
+        with quiet_native_stderr(LITERT_NOISE):  # the delegate announces itself once per process, on fd 2
+            self.interp.allocate_tensors()
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(d["name"], _dims(d.get("shape_signature", d["shape"])), np.dtype(d["dtype"]).name)

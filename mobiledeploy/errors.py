@@ -51,6 +51,38 @@ def quiet_logger(name: str, level: int) -> Iterator[None]:
         log.setLevel(before)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr(*noise: str) -> Iterator[None]:
+    """Drop the lines starting with one of `noise` that native code writes to stderr (fd 2) inside the
+    block; every other line is passed on afterwards. For C++ runtimes' info chatter that no Python logging
+    setting reaches (LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")."""
+    import os
+    import sys
+    import tempfile
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real file behind sys.stderr: nothing to filter
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                    if not ln.startswith(noise)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 def require(module: str, extra: str):
     """Import an optional dependency lazily, or raise MissingExtraError naming its extra."""
     import importlib

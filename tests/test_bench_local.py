@@ -222,6 +222,23 @@ def test_json_to_stdout(artifacts, capsys):
     assert json.loads(out)["results"][0]["latency_ms"]["count"] == 2
 
 
+def test_litert_delegate_chatter_is_dropped_and_other_native_lines_kept(artifacts, tmp_path):
+    """LiteRT's C++ "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." went to every bench's stderr;
+    the filter drops that line only (a subprocess: the line is written to the real fd 2, once per process)."""
+    code = (
+        "import os, sys\n"
+        "from mobiledeploy.errors import quiet_native_stderr\n"
+        "from mobiledeploy.devicebench.runners import runner_for\n"
+        f"runner_for({str(artifacts['tflite'])!r}, 'auto')({str(artifacts['tflite'])!r}, 1)\n"
+        "with quiet_native_stderr('NOISE'):\n"
+        "    os.write(2, b'NOISE dropped\\nkept line\\n')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "XNNPACK delegate" not in proc.stderr and "NOISE" not in proc.stderr
+    assert proc.stderr.splitlines() == ["kept line"]
+
+
 def test_agent_runs_standalone_without_click_rich_torch(artifacts, tmp_path):
     """The files shipped to a board import nothing but numpy, the runtime and the standard library."""
     payload, remote = bundle([str(artifacts["onnx"])])

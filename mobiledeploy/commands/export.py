@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 
@@ -109,7 +110,8 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     _raise_failures(failed)
 
 
-def _export_each(names: list[str], opts, cache: dict, progress=None) -> tuple[list, list[UserError]]:
+def _export_each(names: list[str], opts: Callable[[str], Any], cache: dict,
+                 progress: Callable[[str], Callable[[str], None]] | None = None) -> tuple[list, list[UserError]]:
     """Export every target; one target's failure (existing file, converter, parity) does not stop the
     others. A failure of the model itself (loading, tracing: `model_wide`) would repeat for every target,
     so it stops here."""

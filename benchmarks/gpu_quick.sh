@@ -27,7 +27,7 @@ stage "stage 2: benchmarks/kat_profile.py (ViT-T vs KAT-T, eager, 10 profiled st
 
 # Host µs per GR-KAN call with real launches on a tiny tensor (device time negligible), beside GELU:
 # the part of the step gap that is our wrapper plus Triton's launcher (CPU runs stub the launches).
-stage "stage 2b: benchmarks/grkan_host_overhead.py (host µs per call, real launches)" host_overhead.log \
+stage "stage 2b: benchmarks/grkan_host_overhead.py (host µs per GR-KAN call vs GELU)" host_overhead.log \
     "$(cap 20 60)" $PY "$REPO/benchmarks/grkan_host_overhead.py" --rounds 5 --calls 500 \
     --out "$OUT/grkan_host_overhead.json"
 

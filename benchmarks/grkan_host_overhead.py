@@ -70,7 +70,7 @@ def callables(x: torch.Tensor) -> dict:
     from mobiledeploy.models.grkan.layer import GRKAN
     from mobiledeploy.models.grkan.op import grkan_fwd
 
-    act = GRKAN(8, "swish", backend="triton")
+    act = GRKAN(8, "swish", backend="triton").to(x.device)  # coefficients beside x (CUDA on a GPU)
     gelu = torch.nn.GELU()
     a, b = act.weight_numerator, act.weight_denominator
     ones = torch.ones_like(x)

@@ -118,6 +118,7 @@ def test_fp16_onnx_meets_its_stated_tolerance(tmp_path):
 @pytest.mark.parametrize("args,needle", [
     (["export", "ghostnetv2_10", "--target", "onnx"], "did you mean ghostnetv2_"),
     (["export", "ghostnet_050", "--target", "onx"], "unknown target 'onx' (choose one of: onnx, tflite, coreml"),
+    (["export", "ghostnet_050", "--target", ",,"], "no target in --target ',,'"),
     (["export", "timm:ghostnetv2_10", "--target", "onnx"], "timm:ghostnetv2_100?"),
     (["export", "ghostnet_050", "--target", "onnx", "--input-size", "2x"], "bad --input-size"),
     (["export", "ghostnet_050", "--target", "onnx", "--precision", "fp8"], "unknown precision"),

@@ -61,6 +61,10 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     from mobiledeploy.pipeline import ExportOptions
 
     names = list(dict.fromkeys(t.strip() for spec in targets for t in spec.split(",") if t.strip()))
+    if not names:  # `-t ""` or `-t ,`: exporting nothing and exiting 0 would read as success
+        from mobiledeploy.exporters.targets import TARGET_NAMES
+
+        raise UserError(f"no target in --target {','.join(targets)!r}", f"name one or more of: {', '.join(TARGET_NAMES)}")
     for t in names:
         get_target(t)  # an unknown target fails before any work, listing the known ones
     size = parse_size(input_size)

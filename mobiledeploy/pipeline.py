@@ -601,7 +601,10 @@ def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Pro
         raise UserError("--random 0 with --no-photos leaves no input to compare on",
                         "keep the photos or pass --random 1 or more")
     say = progress or (lambda msg: None)
-    artifact = Path(artifact)
+    given, artifact = str(artifact), Path(artifact)
+    if artifact.is_dir() and artifact.suffix != ".mlpackage" or not artifact.name:  # "", ".", "out", …
+        raise UserError(f"{given!r} is a folder, not an artifact",
+                        "pass the artifact file, e.g. out/ghostnetv2_100.onnx")
     if artifact.name.endswith(".json"):  # the manifest was named instead of the artifact
         man_path, artifact = artifact, artifact.with_name(artifact.name[: -len(".json")])
     else:

@@ -126,7 +126,7 @@ def test_fp16_onnx_meets_its_stated_tolerance(tmp_path):
     (["export", "ghostnet_050", "--target", "ort", "--precision", "fp16", "--input-size", "64"],
      "--precision fp16 gains nothing for ort"),
     (["verify", "nowhere.onnx"], "no artifact at"),
-    (["verify", ""], "'' is a folder, not an artifact"),
+    (["verify", ""], "'.' is a folder, not an artifact"),
     (["verify", ".."], "'..' is a folder, not an artifact"),
 ])
 def test_bad_input_is_one_line(args, needle, capsys, tmp_path):

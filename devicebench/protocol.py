@@ -99,17 +99,23 @@ def find_manifest(artifact: str) -> str | None:
     return None
 
 
+def manifest_json(manifest: str) -> dict[str, Any]:
+    """The manifest beside an artifact as a dict (no schema check: the board side has no mobiledeploy.manifest)."""
+    try:
+        m = json.loads(Path(manifest).read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
+    if not isinstance(m, dict):
+        raise UserError(f"cannot read manifest {manifest}: not a JSON object", "fix or remove the manifest file")
+    return m
+
+
 def manifest_specs(manifest: str | None, runtime_specs: list[TensorSpec]) -> list[TensorSpec]:
     """Concrete input specs: the artifact's static dims, the manifest's for dynamic ones, else 1.
 
     Inputs pair up by position (converters rename them); the artifact stays the authority on static dims.
     """
-    inputs: list[Any] = []
-    if manifest is not None:
-        try:
-            inputs = json.loads(Path(manifest).read_text()).get("inputs") or []
-        except (OSError, ValueError, AttributeError) as e:
-            raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
+    inputs: list[Any] = manifest_json(manifest).get("inputs") or [] if manifest is not None else []
     if len(inputs) != len(runtime_specs):
         inputs = [{}] * len(runtime_specs)
     out = []
@@ -305,8 +311,8 @@ def caveats(proto: Protocol, facts: dict[str, Any], artifacts: Sequence[str] = (
                      "include that contention; use --threads ≤ the cores the app will have")
     machine = str(facts.get("machine", "")).lower()
     if machine in ("x86_64", "amd64", "i686", "x86"):
-        for a in artifacts:
-            platform_ = _ort_platform(a) if str(a).endswith(".ort") else "n/a"
+        for a in (a for a in artifacts if str(a).endswith(".ort")):
+            platform_ = _ort_platform(a)
             if platform_ in ("arm", None):
                 said = "was optimised for ARM (the phones it is for)" if platform_ else \
                     "has no manifest saying which CPU it was optimised for; if ARM (mobiledeploy's default)"
@@ -319,11 +325,9 @@ def caveats(proto: Protocol, facts: dict[str, Any], artifacts: Sequence[str] = (
 def _ort_platform(artifact: str) -> str | None:
     """The platform an .ort was optimised for, from its manifest; None without a readable one."""
     m = find_manifest(artifact)
-    if m is None:
-        return None
     try:
-        info = json.loads(Path(m).read_text()).get("target_info") or {}
-    except (OSError, ValueError, AttributeError):
+        info = manifest_json(m).get("target_info") or {} if m else {}
+    except UserError:  # a broken manifest already failed the load; here it only means "unknown"
         return None
     return (info.get("ort") or {}).get("target_platform")
 

@@ -238,7 +238,7 @@ def _check_no_fractional_upsample(ml) -> None:
 
 def load_labels(path: str | Path | None = None) -> list[str]:
     """Class labels, one a line (default: the ImageNet-1k labels shipped with mobiledeploy)."""
-    return read_labels(path or LABELS_FILE)
+    return read_labels(path)
 
 
 def _labels(request: ExportRequest, out_shapes: list[tuple[int, ...]]) -> list[str] | None:

@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sessions", type=int, default=1)
     p.add_argument("--out", default=None, help="write the JSON here instead of stdout")
+    p.add_argument("--infer", default=None, metavar="DIR",
+                   help="verify mode: run the inputs listed in DIR/index.json through the one artifact and "
+                        "return its outputs (no timing)")
     return p
 
 
@@ -46,6 +49,14 @@ def run(argv: list[str]) -> dict[str, Any]:
     from .protocol import Protocol, measure
 
     a = parser().parse_args(argv)
+    if a.infer:
+        from .infer import run_folder
+
+        if len(a.artifacts) != 1:
+            raise UserError("--infer runs one artifact", "pass exactly one artifact")
+        result = run_folder(a.infer, a.artifacts[0], a.runtime, a.threads)
+        result["agent"] = {"python": sys.version.split()[0], "executable": sys.executable, "file": __file__}
+        return result
     try:
         cores = parse_cpu_list(a.cores) if a.cores else None
     except ValueError as e:

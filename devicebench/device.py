@@ -28,11 +28,36 @@ def cpu_model() -> str | None:
         m = re.search(rf"^{key}\s*:\s*(.+)$", info, re.MULTILINE)
         if m:
             return m.group(1).strip()
+    arm = arm_cores(info)
+    if arm:
+        return arm
     # ARM kernels often only list implementer/part numbers; the device tree names the board.
     dt = _read("/proc/device-tree/model")
     if dt:
         return dt.rstrip("\x00")
     return platform.processor() or None
+
+
+# Arm Ltd. (implementer 0x41) CPU part numbers, from the cores' technical reference manuals.
+_ARM_PARTS = {0xd03: "Cortex-A53", 0xd04: "Cortex-A35", 0xd05: "Cortex-A55", 0xd07: "Cortex-A57", 0xd08: "Cortex-A72",
+              0xd09: "Cortex-A73", 0xd0a: "Cortex-A75", 0xd0b: "Cortex-A76", 0xd0c: "Neoverse-N1", 0xd0d: "Cortex-A77",
+              0xd40: "Neoverse-V1", 0xd41: "Cortex-A78", 0xd44: "Cortex-X1", 0xd46: "Cortex-A510", 0xd47: "Cortex-A710",
+              0xd48: "Cortex-X2", 0xd49: "Neoverse-N2", 0xd4d: "Cortex-A715", 0xd4e: "Cortex-X3", 0xd4f: "Neoverse-V2",
+              0xd80: "Cortex-A520", 0xd81: "Cortex-A720", 0xd82: "Cortex-X4"}
+
+
+def arm_cores(cpuinfo: str) -> str | None:
+    """'2x Neoverse-N1' or '4x Cortex-A55 + 4x Cortex-A76' from an ARM /proc/cpuinfo's implementer/part lines."""
+    parts = re.findall(r"^CPU implementer\s*:\s*(0x[0-9a-fA-F]+)[\s\S]*?^CPU part\s*:\s*(0x[0-9a-fA-F]+)",
+                       cpuinfo, re.MULTILINE)
+    if not parts:
+        return None
+    counts: dict[str, int] = {}
+    for impl, part in parts:
+        name = _ARM_PARTS.get(int(part, 16)) if int(impl, 16) == 0x41 else None
+        name = name or f"implementer {impl} part {part}"
+        counts[name] = counts.get(name, 0) + 1
+    return " + ".join(f"{n}x {name}" for name, n in counts.items())
 
 
 def board_model() -> str | None:
@@ -115,6 +140,61 @@ def millideg_to_c(v: int | float) -> float:
     return v
 
 
+# Linux arm64 HWCAP/HWCAP2 bits (arch/arm64/include/uapi/asm/hwcap.h): the features the kernel (or
+# qemu-user) tells programs about. XNNPACK and onnxruntime choose their kernels from these.
+_HWCAP = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc "
+          "dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg").split()
+_HWCAP2 = ("dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm svef64mm "
+           "svebf16 i8mm bf16 dgh rng bti mte ecv afp rpres mte3 sme sme_i16i64 sme_f64f64 sme_i8i32 "
+           "sme_f16f32 sme_b16f32 sme_f32f32 sme_fa64 wfxt ebf16 sve_ebf16 cssc rprfm sve2p1 sme2 sme2p1").split()
+_AT_HWCAP, _AT_HWCAP2 = 16, 26
+
+
+def _auxv() -> dict[int, int]:
+    """This process's ELF auxiliary vector (qemu-user answers with the emulated CPU's values)."""
+    import struct
+
+    try:
+        raw = Path("/proc/self/auxv").read_bytes()
+    except OSError:
+        return {}
+    fmt = "<QQ" if struct.calcsize("P") == 8 else "<II"
+    return {k: v for k, v in struct.iter_unpack(fmt, raw[: len(raw) - len(raw) % struct.calcsize(fmt)])}
+
+
+def _bits(value: int, names: list[str]) -> list[str]:
+    return [n for i, n in enumerate(names) if value >> i & 1]
+
+
+def isa_facts() -> dict[str, Any]:
+    """Instruction-set features this process sees and the vector path runtimes will take (NEON/SVE/SME, AVX…)."""
+    machine = platform.machine().lower()
+    info = _read("/proc/cpuinfo") or ""
+    m = re.search(r"^(?:Features|flags)\s*:\s*(.+)$", info, re.MULTILINE)
+    listed = m.group(1).split() if m else []
+    out: dict[str, Any] = {"machine": machine, "cpuinfo_features": listed or None,
+                           # qemu-user reads its CPU model from here; a real board has none.
+                           "emulated_cpu": os.environ.get("QEMU_CPU")}
+    if machine in ("aarch64", "arm64"):
+        aux = _auxv()
+        feats = _bits(aux.get(_AT_HWCAP, 0), _HWCAP) + _bits(aux.get(_AT_HWCAP2, 0), _HWCAP2)
+        out["hwcap"] = feats if aux else None
+        have = set(feats if aux else listed)
+        out["vector_path"] = ("SME" if "sme" in have else "SVE" if "sve" in have else
+                              "NEON" if "asimd" in have else "none")
+        out["dotprod"] = "asimddp" in have
+        out["fp16_arith"] = "asimdhp" in have
+    elif machine in ("x86_64", "amd64", "i686", "x86"):
+        have = set(listed)
+        out["vector_path"] = ("AVX-512" if "avx512f" in have else "AVX2" if "avx2" in have else
+                              "AVX" if "avx" in have else "SSE" if "sse2" in have else "unknown")
+        out["cpuinfo_features"] = sorted(have & {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
+                                                 "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile"}) or None
+    else:
+        out["vector_path"] = "unknown"
+    return out
+
+
 def host_facts() -> dict[str, Any]:
     """What a reader needs to judge a latency figure measured on this machine."""
     used = cores_used()
@@ -132,5 +212,6 @@ def host_facts() -> dict[str, Any]:
         "governor": govs[0] if len(govs) == 1 else (govs or None),
         "cpufreq": freq or None,
         "python": platform.python_version(),
+        "isa": isa_facts(),
         "temperatures_c": {"before": temperatures()},
     }

@@ -20,7 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mobiledeploy.errors import UserError
 
@@ -28,7 +28,7 @@ from . import agent as agent_mod
 from .protocol import Protocol, find_manifest
 
 # Files the agent imports on the board: numpy + the runtime + these, nothing else of mobiledeploy.
-AGENT_FILES = ("__init__.py", "agent.py", "device.py", "protocol.py", "runners.py", "stats.py")
+AGENT_FILES = ("__init__.py", "agent.py", "device.py", "infer.py", "protocol.py", "runners.py", "stats.py")
 INSTALL_HINT = ("on the board: pip install numpy onnxruntime (for .onnx) or numpy ai-edge-litert "
                 "(for .tflite; older boards: tflite-runtime), then pass --remote-python /path/to/that/python")
 _NAME = re.compile(r"[A-Za-z0-9_.%+\-]+")
@@ -239,8 +239,8 @@ def _pkg_files() -> dict[str, bytes]:
     return files
 
 
-def bundle(artifacts: Sequence[str]) -> tuple[bytes, list[str]]:
-    """A tar of the agent and the artifacts (each in its own folder, with its manifest and sidecars).
+def bundle(artifacts: Sequence[str], extra: Mapping[str, bytes] | None = None) -> tuple[bytes, list[str]]:
+    """A tar of the agent, the artifacts (each in its own folder, with its manifest and sidecars) and `extra` files.
 
     Returns the tar bytes and the artifact paths relative to the board's workdir.
     """
@@ -258,7 +258,7 @@ def bundle(artifacts: Sequence[str]) -> tuple[bytes, list[str]]:
         return info
 
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in _pkg_files().items():
+        for name, data in {**_pkg_files(), **(extra or {})}.items():
             add_bytes(tar, name, data)
         for i, a in enumerate(artifacts):
             p = Path(a)
@@ -297,18 +297,30 @@ def bench_ssh(url: str, artifacts: Sequence[str], runtime: str, proto: Protocol,
               progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Copy artifacts + agent to the board, run the agent, collect its JSON, clean up; the run result."""
     proto.validate()
+    result = run_agent(url, artifacts, lambda paths: agent_argv(proto, runtime, paths), opts, progress=progress)
+    for r in result.get("results", []):
+        r["device"] = result["device"]
+    return result
+
+
+def run_agent(url: str, artifacts: Sequence[str], argv: Callable[[list[str]], list[str]], opts: SSHOptions,
+              extra: Mapping[str, bytes] | None = None,
+              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Ship agent + artifacts (+ extra files) to a fresh folder on the board, run the agent with
+    argv(remote artifact paths), return its JSON with the board's facts under "device"; always clean up.
+    """
     target = parse_ssh_url(url)
     say = progress or (lambda _m: None)
     for a in artifacts:
         if not Path(a).exists():
-            raise UserError(f"artifact not found: {a}", "check the path (boards bench files, not model names)")
-    payload, remote_paths = bundle(artifacts)
+            raise UserError(f"artifact not found: {a}", "check the path (boards run files, not model names)")
+    payload, remote_paths = bundle(artifacts, extra)
     say(f"connecting to {target.url()}")
     workdir = make_workdir(target, opts)
     removed = False
     try:
         say(f"copying {len(payload) / 2**20:.1f} MB and running the agent in {workdir}")
-        remote = _sh(_RUN, workdir, opts.remote_python, *agent_argv(proto, runtime, remote_paths))
+        remote = _sh(_RUN, workdir, opts.remote_python, *argv(remote_paths))
         proc = _run(ssh_argv(target, opts, remote), input=payload, timeout=opts.run_timeout)
         out = proc.stdout.decode(errors="replace")
         result = agent_mod.extract(out)
@@ -321,8 +333,6 @@ def bench_ssh(url: str, artifacts: Sequence[str], runtime: str, proto: Protocol,
     dev = result.get("device") or {}
     dev.update(kind="ssh", target=target.url(), workdir=workdir, workdir_removed=removed,
                remote_python=opts.remote_python)
-    for r in result.get("results", []):
-        r["device"] = dev
     result["device"] = dev
     return result
 

@@ -74,3 +74,13 @@ def read(path: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"{path.name} lacks field(s): {', '.join(missing)}", "re-export the artifact with --force")
     return m
+
+
+def record_device(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """Add or replace (same `device` URL and runtime name) one on-device check under `devices`; write atomically."""
+    m = read(path)
+    key = (record.get("device"), (record.get("runtime") or {}).get("name"))
+    kept = [d for d in m.get("devices") or [] if (d.get("device"), (d.get("runtime") or {}).get("name")) != key]
+    m["devices"] = kept + [record]
+    write(path, m)
+    return m

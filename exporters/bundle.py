@@ -42,6 +42,7 @@ class AppFacts:
     image_input: bool = False  # Core ML ImageType: the app passes pixels, the model normalises
     precision: str = "fp32"
     dtype: str = "float32"
+    crop_pct: float | None = None  # how the model was evaluated: resize to size/crop_pct, centre crop
 
     @property
     def height(self) -> int:
@@ -83,7 +84,14 @@ class AppFacts:
                    mean=[0.0] * 3 if in_graph else [v * scale for v in mean],
                    std=[1.0] * 3 if in_graph else [v * scale for v in std],
                    normalization_in_graph=in_graph, model_mean=mean, model_std=std, image_input=image_input,
-                   precision=m.get("precision", "fp32"), dtype=inp.get("dtype", "float32"))
+                   precision=m.get("precision", "fp32"), dtype=inp.get("dtype", "float32"),
+                   crop_pct=_crop_pct(model))
+
+
+def _crop_pct(model: Any) -> float | None:
+    """The model's evaluation crop from the manifest's model entry (None when it does not say)."""
+    v = model.get("crop_pct") if isinstance(model, dict) else None
+    return float(v) if isinstance(v, (int, float)) and 0 < v <= 1 else None
 
 
 def bundle_path(artifact: Path, target: str, suffix: str) -> Path:
@@ -162,7 +170,8 @@ def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
     named = {o.get("kind"): o["name"] for o in manifest.get("outputs", []) if o.get("kind") in ("label", "probabilities")}
     if named:  # a Core ML classifier: Vision reads these two
         lines.append(f"| classifier outputs | `{named.get('label')}`: the most likely class name; "
-                     f"`{named.get('probabilities')}`: every class's probability (what Vision reports) |")
+                     f"`{named.get('probabilities')}`: every class's probability, a `[String: Double]` dictionary "
+                     "keyed by class name (what Vision reports) |")
     lines += [f"| output | `{f.output_name}`: {f.num_classes} scores (logits), index i ↔ line i of labels.txt |",
               ""]
     info = manifest.get("target_info") or {}
@@ -225,6 +234,17 @@ def _kt_fill(f: AppFacts, put: Callable[[str | None, str], str]) -> str:
                    f"    {put(f'c * {hw} + i', '(v - mean[c]) / std[c]')}\n}}\n")
 
 
+_KT_ANDROID = ("import android.content.Context", "import android.graphics.Bitmap", "import android.util.Log")
+
+
+def _kt_function(imports: tuple[str, ...], body: str) -> str:
+    """A Kotlin file's worth: imports, then `fun classify(context, bitmap)` around the body, so the snippet
+    compiles as pasted (no free `context`/`bitmap`, every Android type imported)."""
+    inner = "\n".join(("    " + ln) if ln else ln for ln in body.strip("\n").splitlines())
+    return "\n".join(sorted(set(_KT_ANDROID + imports))) + \
+        "\n\nfun classify(context: Context, bitmap: Bitmap) {\n" + inner + "\n}\n"
+
+
 def _sw_fill(f: AppFacts) -> str:
     """Swift loop from RGBA bytes of a W×H image to the model's float layout."""
     return (f"let mean: [Float] = {_sw_floats(f.mean)}, std: [Float] = {_sw_floats(f.std)}  // pixel units\n"
@@ -239,14 +259,14 @@ def _sw_fill(f: AppFacts) -> str:
 def _mediapipe_kotlin(f: AppFacts) -> tuple[str, str, str]:
     note = ("" if f.layout == "nhwc" and f.normalization_in_graph else
             "// MediaPipe needs an NHWC input with one mean/std for all channels: export with --layout nhwc.\n")
+    imports = ("import com.google.mediapipe.framework.image.BitmapImageBuilder",
+               "import com.google.mediapipe.tasks.core.BaseOptions",
+               "import com.google.mediapipe.tasks.vision.core.RunningMode",
+               "import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier")
     return "Android: MediaPipe ImageClassifier (Kotlin)", "kotlin", f"""
 // build.gradle: implementation("com.google.mediapipe:tasks-vision:<latest>")
 // Put {f.artifact} in app/src/main/assets/. Labels and normalisation are read from its metadata.
-{note}import com.google.mediapipe.framework.image.BitmapImageBuilder
-import com.google.mediapipe.tasks.core.BaseOptions
-import com.google.mediapipe.tasks.vision.core.RunningMode
-import com.google.mediapipe.tasks.vision.imageclassifier.ImageClassifier
-
+{note}""" + _kt_function(imports, f"""
 val options = ImageClassifier.ImageClassifierOptions.builder()
     .setBaseOptions(BaseOptions.builder().setModelAssetPath("{f.artifact}").build())
     .setRunningMode(RunningMode.IMAGE)
@@ -257,19 +277,17 @@ val result = classifier.classify(BitmapImageBuilder(bitmap).build())  // scaled 
 for (c in result.classificationResult().classifications()[0].categories()) {{
     Log.d("classify", "${{c.categoryName()}} ${{c.score()}}")
 }}
-"""
+""")
 
 
 @snippet("tflite")
 def _litert_kotlin(f: AppFacts) -> tuple[str, str, str]:
+    imports = ("import org.tensorflow.lite.Interpreter", "import org.tensorflow.lite.support.common.FileUtil",
+               "import java.nio.ByteBuffer", "import java.nio.ByteOrder")
     return "Android: plain LiteRT Interpreter (Kotlin)", "kotlin", f"""
 // build.gradle: implementation("com.google.ai.edge.litert:litert:<latest>")
 //               implementation("com.google.ai.edge.litert:litert-support:<latest>")
-import org.tensorflow.lite.Interpreter
-import org.tensorflow.lite.support.common.FileUtil
-import java.nio.ByteBuffer
-import java.nio.ByteOrder
-
+""" + _kt_function(imports, f"""
 val interpreter = Interpreter(FileUtil.loadMappedFile(context, "{f.artifact}"), Interpreter.Options().setNumThreads(4))
 val labels = FileUtil.loadLabels(context, "labels.txt")
 // input "{f.input_name}": float32 {f.shape} ({f.layout.upper()})
@@ -279,19 +297,17 @@ val output = Array(1) {{ FloatArray({f.num_classes}) }}  // "{f.output_name}"
 interpreter.run(input, output)
 val best = output[0].indices.maxByOrNull {{ output[0][it] }}!!
 Log.d("classify", "${{labels[best]}} ${{output[0][best]}}")
-"""
+""")
 
 
 @snippet("onnx", "ort")
 def _ort_kotlin(f: AppFacts) -> tuple[str, str, str]:
     dims = ", ".join(f"{d}L" for d in f.shape)
+    imports = ("import ai.onnxruntime.OnnxTensor", "import ai.onnxruntime.OrtEnvironment", "import java.nio.FloatBuffer")
     return "Android: ONNX Runtime Mobile (Kotlin)", "kotlin", f"""
 // build.gradle: implementation("com.microsoft.onnxruntime:onnxruntime-android:<latest>")
 //   (a custom minimal build can use {f.artifact.rsplit('.', 1)[0]}.required_operators.config when present)
-import ai.onnxruntime.OnnxTensor
-import ai.onnxruntime.OrtEnvironment
-import java.nio.FloatBuffer
-
+""" + _kt_function(imports, f"""
 val env = OrtEnvironment.getEnvironment()
 val session = env.createSession(context.assets.open("{f.artifact}").readBytes())
 val labels = session.metadata.customMetadata["labels"]!!.split("\\n")  // also in labels.txt
@@ -304,7 +320,7 @@ OnnxTensor.createTensor(env, input, longArrayOf({dims})).use {{ tensor ->
         Log.d("classify", "${{labels[best]}} ${{scores[best]}}")
     }}
 }}
-"""
+""")
 
 
 @snippet("onnx", "ort")
@@ -337,6 +353,7 @@ def _vision_swift(f: AppFacts) -> tuple[str, str, str]:
 // Drag {f.artifact} into Xcode: it compiles it and generates the class `{cls}`.
 // The model takes an RGB image ("{f.input_name}", {f.width}×{f.height}) and normalises it itself; Vision scales/crops.
 import CoreML
+import CoreGraphics
 import Vision
 
 let mlModel = try {cls}(configuration: MLModelConfiguration()).model
@@ -345,7 +362,7 @@ let request = VNCoreMLRequest(model: try VNCoreMLModel(for: mlModel)) {{ request
     for r in results.prefix(5) {{ print(r.identifier, r.confidence) }}
 }}
 request.imageCropAndScaleOption = .centerCrop
-try VNImageRequestHandler(cgImage: cgImage, options: [:]).perform([request])
+{_vision_crop(f)}try VNImageRequestHandler(cgImage: cgImage, options: [:]).perform([request])
 """
     dims = ", ".join(str(d) for d in f.shape)
     return "iOS/macOS: Core ML with an MLMultiArray (Swift)", "swift", f"""
@@ -358,6 +375,28 @@ let model = try {cls}(configuration: MLModelConfiguration())
 let out = try model.model.prediction(from: MLDictionaryFeatureProvider(dictionary: ["{f.input_name}": array]))
 let scores = out.featureValue(for: "{f.output_name}")!.multiArrayValue!  // {f.num_classes} classes
 """
+
+
+def _vision_crop(f: AppFacts) -> str:
+    """Swift lines that make Vision crop the way the model was evaluated (timm's crop_pct).
+
+    Vision's .centerCrop alone fills the input with the image's centre (crop_pct 1.0). A region of interest
+    of the centre crop_pct of each side first, then .centerCrop, sees the pixels timm's evaluation sees:
+    the image resized to size / crop_pct, centre-cropped to size (256 → 224 for crop_pct 0.875)."""
+    if f.crop_pct is None:
+        return "// The manifest does not say how this model was evaluated: Vision fills the input with the centre.\n"
+    if f.crop_pct >= 1.0:
+        return "// Evaluated without a margin (crop_pct 1.0): .centerCrop alone matches it.\n"
+    import math
+
+    m = (1 - f.crop_pct) / 2
+    rh, rw = math.floor(f.height / f.crop_pct), math.floor(f.width / f.crop_pct)  # timm's rounding
+    resize = str(rh) if rh == rw else f"{rh}×{rw}"
+    crop = str(f.height) if f.height == f.width else f"{f.height}×{f.width}"
+    return (f"// Crop as the model was evaluated (crop_pct {f.crop_pct:g}: resize to {resize}, centre crop {crop}):\n"
+            f"// keep the centre {f.crop_pct:.1%} of each side, which .centerCrop then scales to the input.\n"
+            f"request.regionOfInterest = CGRect(x: {m:.6g}, y: {m:.6g}, width: {f.crop_pct:.6g}, "
+            f"height: {f.crop_pct:.6g})\n")
 
 
 def _bar_text(tol: dict) -> str:

@@ -66,3 +66,74 @@ def test_core_ml_classifier_readme_names_the_scores_and_the_classifier_outputs()
     text = readme(f, m, has_labels=True)
     assert "| output | `logits`: 7 scores" in text
     assert "`classLabel`: the most likely class name" in text and "`classLabel_probs`" in text
+
+
+# Kotlin's own types and functions that need no import.
+_KOTLIN_BUILTINS = {"Array", "FloatArray", "IntArray", "LongArray", "Float", "Int", "Long", "String", "Unit"}
+
+
+def _code_blocks(text: str, lang: str) -> list[str]:
+    import re
+
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)
+
+
+def _check_kotlin_compiles_as_pasted(code: str) -> None:
+    """What kotlinc would refuse first (it is not installed here): a type without its import, or free names."""
+    import re
+
+    lines = [ln for ln in code.splitlines() if ln.strip() and not ln.lstrip().startswith("//")]
+    imported = {ln.split()[1].rsplit(".", 1)[1] for ln in lines if ln.startswith("import ")}
+    body = "\n".join(ln for ln in lines if not ln.startswith("import "))
+    # Strip string templates' text: a class name inside a string literal is not a reference.
+    code_only = re.sub(r"//.*", "", re.sub(r'"[^"\n]*"', '""', body))  # comments are not references either
+    used = set(re.findall(r"\b([A-Z][A-Za-z0-9]+)\b", code_only))
+    # Nested names (ImageClassifier.ImageClassifierOptions, Interpreter.Options) come with their outer class.
+    nested = set(re.findall(r"\b[A-Z][A-Za-z0-9]+\.([A-Z][A-Za-z0-9]+)\b", body))
+    missing = used - imported - _KOTLIN_BUILTINS - nested
+    assert not missing, f"used without an import: {sorted(missing)}\n{code}"
+    # Everything after the imports is one function whose parameters are the names the snippet assumes.
+    assert body.startswith("fun classify(context: Context, bitmap: Bitmap) {") and body.rstrip().endswith("}"), body
+    assert body.count("{") == body.count("}")
+
+
+@pytest.mark.parametrize("target,layout,in_graph,vr", [("tflite", "NHWC", True, (0, 255)), ("onnx", "NCHW", False, (0, 1)),
+                                                        ("ort", "NHWC", True, (0, 255))])
+def test_kotlin_snippets_import_what_they_use(target, layout, in_graph, vr):
+    m = _manifest(layout, vr, in_graph, target=target)
+    text = readme(AppFacts.from_manifest(m, f"m.{target}"), m, True)
+    blocks = _code_blocks(text, "kotlin")
+    assert len(blocks) == (2 if target == "tflite" else 1)
+    for code in blocks:
+        assert "import android.graphics.Bitmap" in code and "import android.util.Log" in code
+        _check_kotlin_compiles_as_pasted(code)
+
+
+def _coreml_manifest(size=224, crop_pct=0.875):
+    m = _manifest(target="coreml")
+    m["model"]["crop_pct"] = crop_pct
+    m["inputs"][0].update(kind="image", dtype="uint8", shape=[1, 3, size, size])
+    m["outputs"] = [{"name": "classLabel", "kind": "label", "dtype": "str"},
+                    {"name": "classLabel_probs", "kind": "probabilities", "dtype": "dictionary"},
+                    {"name": "logits", "shape": [1, 7], "dtype": "float32"}]
+    return m
+
+
+def test_vision_snippet_crops_as_the_model_was_evaluated():
+    """crop_pct 0.875 at 224: timm resizes to 256 and centre-crops 224; Vision's .centerCrop alone would feed
+    the whole centre square, so the snippet keeps the centre 87.5 % of each side first."""
+    m = _coreml_manifest()
+    (code,) = _code_blocks(readme(AppFacts.from_manifest(m, "g.mlpackage"), m, True), "swift")
+    assert ".centerCrop" in code and "resize to 256, centre crop 224" in code
+    assert "request.regionOfInterest = CGRect(x: 0.0625, y: 0.0625, width: 0.875, height: 0.875)" in code
+    assert code.index("regionOfInterest") < code.index("perform(")  # set before the request runs
+    # A model evaluated on the whole centre (crop_pct 1.0) gets no region of interest.
+    m = _coreml_manifest(crop_pct=1.0)
+    (code,) = _code_blocks(readme(AppFacts.from_manifest(m, "g.mlpackage"), m, True), "swift")
+    assert "regionOfInterest" not in code and "crop_pct 1.0" in code
+
+
+def test_classifier_probabilities_are_described_as_swift_receives_them():
+    m = _coreml_manifest()
+    text = readme(AppFacts.from_manifest(m, "g.mlpackage"), m, True)
+    assert "`classLabel_probs`: every class's probability, a `[String: Double]` dictionary" in text

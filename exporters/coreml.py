@@ -100,6 +100,7 @@ def convert(request: ExportRequest) -> TargetResult:
     tmp = out.with_name(f".{out.stem}.{uuid.uuid4().hex[:8]}.partial.mlpackage")
     try:
         ml.save(str(tmp))
+        tidy_package(tmp)
         move_into_place(tmp, out)
     finally:
         if tmp.exists():
@@ -335,11 +336,42 @@ def _output_desc(ml) -> list[dict[str, Any]]:
             dt = {65552: "float16", 65568: "float32", 65600: "float64", 131104: "int32"}.get(o.type.multiArrayType.dataType)
             out.append({"name": o.name, "shape": list(o.type.multiArrayType.shape), "dtype": dt})
         elif kind == "dictionaryType":
-            out.append({"name": o.name, "kind": "probabilities", "dtype": "float32",
-                        "note": "softmax of logits; the runtime returns it as an array in label order"})
+            # What the app receives: Core ML's dictionary feature (label → probability, values double),
+            # i.e. `[String: Double]` in Swift (Xcode's generated class and MLFeatureValue.dictionaryValue).
+            key = "Int64" if o.type.dictionaryType.WhichOneof("KeyType") == "int64KeyType" else "String"
+            out.append({"name": o.name, "kind": "probabilities", "dtype": "dictionary",
+                        "key_dtype": key.lower(), "value_dtype": "float64", "swift_type": f"[{key}: Double]",
+                        "note": "softmax of logits, keyed by class label (not an array: order it by label "
+                                "yourself, or use the logits output)"})
         else:
             out.append({"name": o.name, "kind": "label", "dtype": "str"})
     return out
+
+
+def tidy_package(pkg: Path) -> None:
+    """Keep only what Core ML reads from an `.mlpackage` (Manifest.json and the items it lists), with
+    normal permissions: coremltools leaves `executorch_debug_handle_mapping.json` (80-240 KB, listed
+    nowhere) beside them and writes model.mlmodel and weights/ as 0600/0700 (its temporary files)."""
+    import json
+    import os
+
+    pkg = Path(pkg)
+    manifest = pkg / "Manifest.json"
+    items = json.loads(manifest.read_text()).get("itemInfoEntries", {}).values()
+    keep = {(pkg / "Data" / e["path"]).resolve() for e in items if e.get("path")}
+
+    def wanted(p: Path) -> bool:
+        r = p.resolve()
+        return r == manifest.resolve() or any(r == k or k in r.parents or r in k.parents for k in keep)
+
+    for p in sorted(pkg.rglob("*"), key=lambda q: len(q.parts), reverse=True):  # children before parents
+        if not wanted(p):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        elif p.is_dir():
+            os.chmod(p, 0o755)
+        else:
+            os.chmod(p, 0o644)
+    os.chmod(pkg, 0o755)
 
 
 def _min_target(ct, name: str):

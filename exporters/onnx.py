@@ -42,9 +42,11 @@ def convert(req: ExportRequest) -> TargetResult:
     outs = model.graph.output
     if len(outs) == 1 and outs[0].name != "output":
         _rename_output(model, outs[0].name, "output")
+    exporter_keys = {e.key for e in model.metadata_props}
     simplified, ok = onnxsim.simplify(model)
     if ok:  # onnxsim checks its result itself; keep the exporter's graph if it could not
         model = simplified
+    _drop_foreign_metadata(model, keep=exporter_keys)
     if req.precision == "fp16":
         f16 = require("onnxconverter_common.float16", "onnx")
         # I/O stays fp32 so that apps and the parity check feed the same tensors at both precisions.
@@ -69,6 +71,14 @@ def convert(req: ExportRequest) -> TargetResult:
         extra={"opset": opset, "ir_version": int(model.ir_version), "nodes": len(model.graph.node),
                "op_types": sorted({n.op_type for n in model.graph.node})},
     )
+
+
+def _drop_foreign_metadata(model: Any, keep: set[str]) -> None:
+    """Drop metadata_props not in `keep`: onnxsim records ~20 `onnxsim.*` keys (its options, the nodes it
+    removed) that would ship inside the app's model; ours are written afterwards by the app-facing step."""
+    mine = [e for e in model.metadata_props if e.key in keep]
+    del model.metadata_props[:]
+    model.metadata_props.extend(mine)
 
 
 def _rename_output(model: Any, old: str, new: str) -> None:

@@ -55,7 +55,46 @@ def run_fb_passes(data: bytes, names: list[str], options: dict | None = None) ->
         n = fn(model, options or {})
         if n:
             applied.append({"name": name, "changed": n, "what": doc, "stage": "tflite flatbuffer"})
+    if applied:
+        drop_dead_tensors(model)
     return (dump(model) if applied else data), applied
+
+
+def drop_dead_tensors(model: Any) -> int:
+    """Remove tensors no op, graph I/O or signature refers to (the outputs of ops a pass folded away).
+
+    They must go: nothing produces them, so LiteRT never allocates them, and a calibrating interpreter
+    that reads every tensor (ai-edge-quantizer's) fails with "Tensor data is null".
+    """
+    dropped = 0
+    for gi, graph in enumerate(model.subgraphs):
+        used: set[int] = set()
+        for op in graph.operators:
+            for field in (op.inputs, op.outputs, op.intermediates):
+                used.update(int(t) for t in (field if field is not None else []) if int(t) >= 0)
+        for field in (graph.inputs, graph.outputs):
+            used.update(int(t) for t in (field if field is not None else []))
+        sig_maps = [m for sd in (model.signatureDefs or []) if sd.subgraphIndex == gi
+                    for m in (sd.inputs or []) + (sd.outputs or [])]
+        used.update(int(m.tensorIndex) for m in sig_maps)
+        if len(used) == len(graph.tensors):
+            continue
+        new_index = {old: new for new, old in enumerate(sorted(used))}
+
+        def remap(ids: Any) -> Any:
+            return None if ids is None else np.array([new_index[int(t)] if int(t) >= 0 else int(t) for t in ids],
+                                                     dtype=np.int32)
+
+        for op in graph.operators:
+            op.inputs, op.outputs, op.intermediates = remap(op.inputs), remap(op.outputs), remap(op.intermediates)
+        graph.inputs, graph.outputs = remap(graph.inputs), remap(graph.outputs)
+        for m in sig_maps:
+            m.tensorIndex = new_index[int(m.tensorIndex)]
+        dropped += len(graph.tensors) - len(used)
+        graph.tensors = [graph.tensors[i] for i in sorted(used)]
+    if dropped:
+        _drop_unreferenced_buffers(model)
+    return dropped
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -97,12 +136,23 @@ def add_tensor(model: Any, graph: Any, name: str, shape: list[int], ttype: int, 
         buf.data = np.frombuffer(data, dtype=np.uint8)
     model.buffers.append(buf)
     t = s.TensorT()
-    t.name = name.encode() if isinstance(name, str) else name
+    t.name = _unique_name(graph, name.encode() if isinstance(name, str) else name)
     t.shape = np.array(shape, dtype=np.int32)
     t.type = ttype
     t.buffer = len(model.buffers) - 1
     graph.tensors.append(t)
     return len(graph.tensors) - 1
+
+
+def _unique_name(graph: Any, name: bytes) -> bytes:
+    """name, or name#k when the graph has it already: ai-edge-quantizer keys its statistics by tensor name."""
+    taken = {t.name for t in graph.tensors}
+    if name not in taken:
+        return name
+    k = 1
+    while name + b"#%d" % k in taken:
+        k += 1
+    return name + b"#%d" % k
 
 
 def const_data(model: Any, tensor: Any) -> np.ndarray | None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import MLInterpError, ProgramTypeError, UnsupportedOpError
 from .package import read_mlpackage
-from .registry import VARIADIC, get_op
+from .registry import VARIADIC, get_op, ios_of_opset, running_ios
 from .values import declared_type, decode_value, dtype_name
 
 # FeatureTypes ImageFeatureType.ColorSpace and ArrayFeatureType.ArrayDataType codes.
@@ -38,6 +38,7 @@ class MLProgram:
         self.path, self.spec = Path(path), spec
         fn = spec.mlProgram.functions["main"]
         self.opset = fn.opset
+        self.ios = ios_of_opset(fn.opset)
         self.inputs = {v.name: declared_type(v.type, f"input {v.name!r}") for v in fn.inputs}
         block = fn.block_specializations[fn.opset]
         self.output_names = list(block.outputs)
@@ -54,8 +55,10 @@ class MLProgram:
                 self.consts[out.name] = decode_value(op.attributes["val"], root, blobs, where)
                 continue
             if op.type.startswith("constexpr_"):
-                self._fold_constexpr(op, where, root, blobs)
+                with running_ios(self.ios):
+                    self._fold_constexpr(op, where, root, blobs)
                 continue
+            get_op(op.type, where)  # refuse unknown ops at load time, before anything (arguments included) is checked
             args: dict[str, Any] = {}
             for key, arg in op.inputs.items():
                 binds = [b.name if b.WhichOneof("binding") == "name"
@@ -67,7 +70,6 @@ class MLProgram:
                 else:
                     args[key] = binds[0]
             outs = [(o.name, declared_type(o.type, f"{where} output {o.name!r}")) for o in op.outputs]
-            get_op(op.type, where)  # refuse unknown ops at load time, before anything runs
             self.steps.append(_Step(op.type, where, args, outs))
 
     def _fold_constexpr(self, op, where: str, root: Path, blobs: dict) -> None:
@@ -98,8 +100,9 @@ class MLProgram:
             if name not in feeds:
                 raise MLInterpError(f"missing input {name!r} (inputs: {', '.join(self.inputs)})")
             env[name] = _check(np.asarray(feeds[name]), ("tensor", dtype, shape), f"input {name!r}")
-        for step in self.steps:
-            env.update(_call(step, {k: _resolve(v, env) for k, v in step.args.items()}))
+        with running_ios(self.ios):
+            for step in self.steps:
+                env.update(_call(step, {k: _resolve(v, env) for k, v in step.args.items()}))
         return dict(env) if keep else {n: env[n] for n in self.output_names}
 
 

@@ -7,7 +7,9 @@ op definition says it produces. The executor then checks that against the type t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Callable, Iterator
 
 from .errors import UnsupportedOpError
 
@@ -15,6 +17,32 @@ OpFn = Callable[..., Any]
 OPS: dict[str, OpFn] = {}
 # Inputs that take any number of arguments (concat's `values`, …) and always arrive as a list.
 VARIADIC = {"values"}
+# The iOS version of the running program's opset (CoreML5 → 15, …, CoreML8 → 18): some ops' type rules
+# depend on it (iOS17 lets conv/linear/matmul/norm weights have another dtype than x; reshape takes 0).
+_IOS: ContextVar[int] = ContextVar("mlinterp_ios", default=15)
+_OPSETS = {"CoreML5": 15, "CoreML6": 16, "CoreML7": 17, "CoreML8": 18}
+
+
+def ios_of_opset(opset: str) -> int:
+    """The iOS version of an ML program opset name ('CoreML7' → 17)."""
+    if opset not in _OPSETS:
+        raise UnsupportedOpError(f"ML program opset {opset!r} is not supported (known: {', '.join(_OPSETS)})")
+    return _OPSETS[opset]
+
+
+def current_ios() -> int:
+    """The iOS version of the program that is running (15 outside a run)."""
+    return _IOS.get()
+
+
+@contextmanager
+def running_ios(ios: int) -> Iterator[None]:
+    """Ops called inside follow the type rules of iOS `ios`."""
+    token = _IOS.set(ios)
+    try:
+        yield
+    finally:
+        _IOS.reset(token)
 
 
 def register_op(*names: str) -> Callable[[OpFn], OpFn]:

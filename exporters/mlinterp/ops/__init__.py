@@ -1,3 +1,6 @@
 """MIL op implementations; importing this package registers them all."""
 
-from . import activation, classify, constexpr, conv, elementwise, image, linear, normalization, pool, reduction, tensor  # noqa: F401
+from . import (  # noqa: F401
+    activation, bilinear, classify, constexpr, conv, elementwise, image, linear, normalization, pool, reduction,
+    sampling, sorting, tensor,
+)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..errors import ProgramTypeError
+from ..registry import current_ios
 from ..values import dtype_name
 
 FLOATS = (np.dtype(np.float16), np.dtype(np.float32))
@@ -38,6 +39,16 @@ def same_type(**arrays: Any) -> np.dtype:
         got = ", ".join(f"{k}: {dtype_name(d)}" for k, d in present.items())
         raise ProgramTypeError(f"inputs must share one type ({got})")
     return kinds.pop()
+
+
+def split_type(x: Any, **params: Any) -> np.dtype:
+    """x's dtype T for ops whose parameters (weights, bias, gamma, …) form a domain U of their own from iOS17
+    on (conv, linear, matmul, the norms); before iOS17 they all share T. Returns T (the result's dtype)."""
+    if current_ios() < 17:
+        return same_type(x=x, **params)
+    if any(v is not None for v in params.values()):
+        same_type(**params)
+    return np.asarray(x).dtype
 
 
 def floating(x: np.ndarray, what: str = "x") -> np.dtype:

@@ -115,9 +115,20 @@ def clamped_relu(x, alpha=0.0, beta=6.0):
 
 @register_op()
 def thresholded_relu(x, alpha=1.0):
-    """x if x > alpha else 0."""
+    """x if x ≥ alpha else 0 (MIL's definition: the threshold itself passes)."""
     a = float(scalar(f32(alpha)))
-    return _act(lambda t: torch.where(t > a, t, torch.zeros_like(t)), x)
+    return _act(lambda t: torch.where(t >= a, t, torch.zeros_like(t)), x)
+
+
+@register_op()
+def softplus_parametric(x, alpha, beta):
+    """alpha[c]·log(1 + exp(beta[c]·x)), alpha and beta per channel (axis 1)."""
+    if np.ndim(x) < 3 or np.size(alpha) != np.shape(x)[1] or np.size(beta) != np.shape(x)[1]:
+        raise ProgramTypeError(f"softplus_parametric alpha/beta of size {np.size(alpha)}/{np.size(beta)} "
+                               f"for x of shape {np.shape(x)}")
+    shape = [1, -1] + [1] * (np.ndim(x) - 2)
+    a, b = tt(alpha).reshape(shape), tt(beta).reshape(shape)
+    return _act(lambda t: a * F.softplus(b * t), x)
 
 
 @register_op()

@@ -6,26 +6,37 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ProgramTypeError
+from ..errors import ProgramTypeError, UnsupportedOpError
 from ..registry import register_op
-from ._util import back, floating, same_type, scalar, tt
+from ._util import back, same_type, scalar, split_type, tt
 
 
 @register_op()
 def linear(x, weight, bias=None):
     """x · weightᵀ + bias, weight (D_out, D_in)."""
-    dt = same_type(x=x, weight=weight, bias=bias)
-    floating(x)
+    dt = split_type(x, weight=weight, bias=bias)
     if np.ndim(weight) != 2 or np.shape(x)[-1] != np.shape(weight)[1]:
         raise ProgramTypeError(f"linear weight {np.shape(weight)} does not fit x {np.shape(x)}")
+    if dt.kind in "iu":  # iOS17 int32 linear: exact integer arithmetic
+        y = np.asarray(x, np.int64) @ np.asarray(weight, np.int64).T
+        return (y if bias is None else y + np.asarray(bias, np.int64)).astype(dt)
+    _float_only(dt)
     return back(F.linear(tt(x), tt(weight), None if bias is None else tt(bias)), dt)
+
+
+def _float_only(dt: np.dtype) -> None:
+    if dt not in (np.dtype(np.float16), np.dtype(np.float32)):
+        raise ProgramTypeError(f"x must be fp16, fp32 or (iOS17+) int32, got {dt}")
 
 
 @register_op()
 def matmul(x, y, transpose_x=False, transpose_y=False):
     """Batched matrix product with numpy broadcasting; rank-1 operands as in numpy."""
-    dt = same_type(x=x, y=y)
-    a, b = tt(x), tt(y)
+    dt = split_type(x, y=y)
+    if dt.kind in "iu":
+        a, b = torch.from_numpy(np.asarray(x, np.int64)), torch.from_numpy(np.asarray(y, np.int64))
+    else:
+        a, b = tt(x), tt(y)
     if bool(scalar(transpose_x)) and a.dim() >= 2:
         a = a.transpose(-1, -2)
     if bool(scalar(transpose_y)) and b.dim() >= 2:
@@ -35,3 +46,38 @@ def matmul(x, y, transpose_x=False, transpose_y=False):
     except RuntimeError as e:
         raise ProgramTypeError(f"matmul shapes {tuple(a.shape)} × {tuple(b.shape)}: {e}") from None
 
+
+
+def _einsum_pattern(equation: str) -> int:
+    """Rank of the one pattern MIL's einsum defines, [*D,C,H,W1] × [*D,W1,H,W2] → [*D,C,H,W2], or an error."""
+    eq = equation.replace(" ", "")
+    try:
+        lhs, out = eq.split("->")
+        a, b = lhs.split(",")
+    except ValueError:
+        raise UnsupportedOpError(f"einsum equation {equation!r}: expected 'x,y->out'") from None
+    if not (len(a) == len(b) == len(out) and len(a) in (3, 4) and len(set(a + b + out)) == len(a) + 1):
+        raise UnsupportedOpError(f"einsum equation {equation!r} is not one MIL defines (e.g. 'nchw,nwhu->nchu')")
+    *d, c, h, w1 = a
+    ok = b == "".join(d) + w1 + h + b[-1] and out == "".join(d) + c + h + b[-1]
+    if not ok:
+        raise UnsupportedOpError(f"einsum equation {equation!r} is not one MIL defines (e.g. 'nchw,nwhu->nchu')")
+    return len(a)
+
+
+@register_op()
+def einsum(values, equation):
+    """[*D, C, H, W1] × [*D, W1, H, W2] → [*D, C, H, W2] (a matmul over W1 for every H), D and H broadcast."""
+    if len(values) != 2:
+        raise ProgramTypeError(f"einsum takes two tensors, got {len(values)}")
+    x, y = values
+    dt = same_type(x=x, y=y)
+    rank = _einsum_pattern(str(equation))
+    if np.ndim(x) != rank or np.ndim(y) != rank:
+        raise ProgramTypeError(f"einsum {equation!r} of shapes {np.shape(x)} and {np.shape(y)}")
+    a = tt(x).transpose(-3, -2)  # [*D, H, C, W1]
+    b = tt(y).transpose(-3, -2)  # [*D, H, W1, W2]
+    try:
+        return back(torch.matmul(a, b).transpose(-3, -2), dt)
+    except RuntimeError as e:
+        raise ProgramTypeError(f"einsum shapes {np.shape(x)} × {np.shape(y)}: {e}") from None

@@ -7,13 +7,13 @@ import torch
 
 from ..errors import ProgramTypeError
 from ..registry import register_op
-from ._util import axis_of, back, floating, ints, same_type, scalar, tt
+from ._util import axis_of, back, f32, floating, ints, scalar, split_type, tt
 
 
 @register_op()
 def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
     """(x − mean) / sqrt(var + eps) · gamma + beta over `axes` (biased variance); gamma has x.shape[axes]."""
-    dt = same_type(x=x, gamma=gamma, beta=beta)
+    dt = split_type(x, gamma=gamma, beta=beta)
     floating(x)
     ax = tuple(range(np.ndim(x))) if axes is None else tuple(sorted(axis_of(a, np.ndim(x)) for a in ints(axes)))
     t = tt(x)
@@ -31,7 +31,7 @@ def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5):
 @register_op()
 def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
     """Per channel (axis 1): (x − mean) / sqrt(variance + eps) · gamma + beta."""
-    dt = same_type(x=x, mean=mean, variance=variance, gamma=gamma, beta=beta)
+    dt = split_type(x, mean=mean, variance=variance, gamma=gamma, beta=beta)
     shape = [1, -1] + [1] * (np.ndim(x) - 2)
     t = (tt(x) - tt(mean).reshape(shape)) / torch.sqrt(tt(variance).reshape(shape) + float(scalar(epsilon)))
     return back(_affine(t, gamma, beta, shape), dt)
@@ -40,7 +40,7 @@ def batch_norm(x, mean, variance, gamma=None, beta=None, epsilon=1e-5):
 @register_op()
 def instance_norm(x, gamma=None, beta=None, epsilon=1e-5):
     """Normalise each (n, c) over the spatial dims, then per-channel gamma/beta."""
-    dt = same_type(x=x, gamma=gamma, beta=beta)
+    dt = split_type(x, gamma=gamma, beta=beta)
     t = tt(x)
     ax = tuple(range(2, t.dim()))
     mean = t.mean(ax, keepdim=True)
@@ -56,3 +56,14 @@ def _affine(t: torch.Tensor, gamma, beta, shape: list[int]) -> torch.Tensor:
     if beta is not None:
         t = t + tt(beta).reshape(shape)
     return t
+
+
+@register_op()
+def l2_norm(x, epsilon=1e-6):
+    """x / sqrt(sum(x²) + eps) over the last three dims, each leading index a batch of its own."""
+    dt = floating(x)
+    if np.ndim(x) < 3:
+        raise ProgramTypeError(f"l2_norm needs rank ≥ 3, got shape {np.shape(x)}")
+    t = tt(x)
+    ss = (t * t).sum((-3, -2, -1), keepdim=True)
+    return back(t / torch.sqrt(ss + float(scalar(f32(epsilon)))), dt)

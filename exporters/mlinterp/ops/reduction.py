@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import ProgramTypeError
 from ..registry import register_op
-from ._util import axis_of, back, floating, ints, scalar, tt
+from ._util import axis_of, back, ints, scalar, tt
 
 
 def _axes(x, axes) -> tuple[int, ...]:
@@ -48,19 +49,26 @@ for _name, _fn in _REDUCTIONS.items():
     register_op(_name)(lambda x, axes=None, keep_dims=False, _f=_fn: _reduce(_f, x, axes, keep_dims))
 
 
-def _arg(fn, x, axis, keep_dims):
-    floating(x)
+_INDEX_DTYPES = {"int32": np.int32, "uint16": np.uint16}
+
+
+def _arg(fn, x, axis, keep_dims, output_dtype):
+    output_dtype = str(output_dtype).lower()  # coremltools lower-cases it too
+    if output_dtype not in _INDEX_DTYPES:
+        raise ProgramTypeError(f"output_dtype {output_dtype!r}: MIL allows int32 or uint16")
     ax = axis_of(axis, np.ndim(x))
-    return fn(tt(x), ax, keepdim=bool(scalar(keep_dims))).numpy().astype(np.int32)
+    a = np.asarray(x)
+    t = tt(a) if a.dtype.kind == "f" else torch.from_numpy(a.astype(np.int64))  # iOS17 also takes ints
+    return fn(t, ax, keepdim=bool(scalar(keep_dims))).numpy().astype(_INDEX_DTYPES[output_dtype])
 
 
 @register_op()
 def reduce_argmax(x, axis=-1, keep_dims=False, output_dtype="int32"):
-    """Index of the maximum along `axis` (first on ties)."""
-    return _arg(torch.argmax, x, axis, keep_dims)
+    """Index of the maximum along `axis` (first on ties), as int32 or (iOS17 output_dtype) uint16."""
+    return _arg(torch.argmax, x, axis, keep_dims, output_dtype)
 
 
 @register_op()
 def reduce_argmin(x, axis=-1, keep_dims=False, output_dtype="int32"):
-    """Index of the minimum along `axis` (first on ties)."""
-    return _arg(torch.argmin, x, axis, keep_dims)
+    """Index of the minimum along `axis` (first on ties), as int32 or (iOS17 output_dtype) uint16."""
+    return _arg(torch.argmin, x, axis, keep_dims, output_dtype)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ProgramTypeError, UnsupportedOpError
-from ..registry import register_op
+from ..registry import current_ios, register_op
 from ._util import axis_of, ints, same_type, scalar
 
 
 @register_op()
 def reshape(x, shape):
-    """Same values, new shape; −1 is inferred, 0 copies x's dim when len(shape) == rank(x)."""
+    """Same values, new shape; −1 is inferred; 0 copies a dim of x (iOS15/16: positional, len(shape) ==
+    rank(x) required; iOS17+: matched from the right, 1 where x has no such dim)."""
     s = ints(shape)
     if 0 in s:
-        if len(s) != np.ndim(x):
-            raise ProgramTypeError(f"reshape with 0 in {s} needs len(shape) == rank {np.ndim(x)}")
-        s = [np.shape(x)[i] if v == 0 else v for i, v in enumerate(s)]
+        xs, r, k = np.shape(x), np.ndim(x), len(s)
+        if current_ios() < 17 and k != r:
+            raise ProgramTypeError(f"reshape with 0 in {s} needs len(shape) == rank {r} before iOS17")
+        s = [v if v != 0 else (xs[r - k + i] if r - k + i >= 0 else 1) for i, v in enumerate(s)]
     try:
         return np.reshape(x, s)
     except ValueError as e:
@@ -52,8 +54,12 @@ def expand_dims(x, axes):
 
 @register_op()
 def flatten2d(x, axis=1):
-    """(prod(shape[:axis]), prod(shape[axis:]))."""
-    a = axis_of(axis, np.ndim(x) + 1)
+    """(prod(shape[:axis]), prod(shape[axis:])); a negative axis counts from rank(x), so −1 is rank − 1."""
+    r = np.ndim(x)
+    a = int(scalar(axis))
+    if not -r <= a <= r:
+        raise ProgramTypeError(f"flatten2d axis {a} out of range for rank {r}")
+    a = a + r if a < 0 else a
     sh = np.shape(x)
     return np.reshape(x, (int(np.prod(sh[:a], dtype=np.int64)), int(np.prod(sh[a:], dtype=np.int64))))
 
@@ -196,3 +202,44 @@ def pixel_shuffle(x, upscale_factor):
 def fill(shape, value=0.0):
     """A tensor of `shape` filled with `value`."""
     return np.full(ints(shape), np.asarray(value), dtype=np.asarray(value).dtype)
+
+
+@register_op()
+def pixel_unshuffle(x, downscale_factor):
+    """(N, C, H·f, W·f) → (N, C·f², H, W), PyTorch's channel order (the inverse of pixel_shuffle)."""
+    f = int(scalar(downscale_factor))
+    n, c, h, w = np.shape(x)
+    if h % f or w % f:
+        raise ProgramTypeError(f"pixel_unshuffle of {h}×{w} by {f}")
+    y = np.reshape(x, (n, c, h // f, f, w // f, f)).transpose(0, 1, 3, 5, 2, 4)
+    return np.ascontiguousarray(y.reshape(n, c * f * f, h // f, w // f))
+
+
+@register_op()
+def depth_to_space(x, block_size):
+    """(N, C·b², H, W) → (N, C, H·b, W·b), TensorFlow's (DCR) order: out[c, h·b+i, w·b+j] = x[(i·b+j)·C + c, h, w]."""
+    b = int(scalar(block_size))
+    n, c, h, w = np.shape(x)
+    if c % (b * b):
+        raise ProgramTypeError(f"depth_to_space of {c} channels by block {b}")
+    y = np.reshape(x, (n, b, b, c // (b * b), h, w)).transpose(0, 3, 4, 1, 5, 2)
+    return np.ascontiguousarray(y.reshape(n, c // (b * b), h * b, w * b))
+
+
+@register_op()
+def space_to_depth(x, block_size):
+    """(N, C, H·b, W·b) → (N, C·b², H, W), the inverse of depth_to_space (TensorFlow's order)."""
+    b = int(scalar(block_size))
+    n, c, h, w = np.shape(x)
+    if h % b or w % b:
+        raise ProgramTypeError(f"space_to_depth of {h}×{w} by block {b}")
+    y = np.reshape(x, (n, c, h // b, b, w // b, b)).transpose(0, 3, 5, 1, 2, 4)
+    return np.ascontiguousarray(y.reshape(n, c * b * b, h // b, w // b))
+
+
+@register_op()
+def reverse(x, axes=None):
+    """Flip along `axes` (all axes when absent)."""
+    r = np.ndim(x)
+    ax = tuple(range(r)) if axes is None else tuple(axis_of(a, r) for a in ints(axes))
+    return np.ascontiguousarray(np.flip(np.asarray(x), ax)) if ax else np.asarray(x).copy()

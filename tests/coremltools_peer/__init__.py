@@ -1,0 +1,1 @@
+"""Run coremltools' own MIL op tests with our Core ML reference interpreter as the prediction backend."""

@@ -1,0 +1,149 @@
+"""pytest plugin: coremltools' shipped MIL op tests, predicted by our interpreter instead of Core ML.
+
+Load it with `-p coremltools_peer.plugin` (tests/ on PYTHONPATH) on files under
+coremltools/converters/mil/mil/ops/tests. It
+- selects the ML-program backends in fp16 and fp32 (the env vars coremltools' testing_reqs reads at import),
+- routes `MLModel.predict` to `mobiledeploy.exporters.mlinterp.CoreMLModel` on the converted .mlpackage,
+- lifts the two macOS guards inside `coremltools.converters.mil.testing_utils` only, so that the tests'
+  own comparison (`compare_backend`) runs here,
+- marks the cases of `expectations.py` as strict xfails with their reason, turns a refusal of a symbolic
+  shape into an expected refusal, and writes a JSON summary (`--peer-report PATH`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# coremltools.converters.mil.testing_reqs reads these when the test modules import it, after this plugin loads.
+os.environ["PYMIL_TEST_TARGETS"] = "mlprogram"
+os.environ["INCLUDE_MIL_FP32_UNIT_TESTS"] = "1"
+
+SYMBOLIC = "symbolic shape: the interpreter runs static shapes only (by design)"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """--peer-report PATH (JSON summary) and --peer-mutate OP (a deliberately broken op, for the self-test)."""
+    parser.addoption("--peer-report", default=None, help="write a JSON summary of the peer run here")
+    parser.addoption("--peer-mutate", default=None, help="replace this op by a wrong one (self-test)")
+
+
+class _MacOSGuards:
+    """`coremltools.models.utils` as testing_utils sees it, with a macOS version new enough to predict."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    @staticmethod
+    def _macos_version() -> tuple[int, int]:
+        return (15, 0)
+
+
+def _predict(self, data, state=None):
+    """MLModel.predict through the reference interpreter on the model's saved .mlpackage."""
+    from mobiledeploy.exporters.mlinterp import CoreMLModel
+
+    if state is not None:
+        raise NotImplementedError("stateful models are not run by the interpreter")
+    if self.package_path is None:
+        raise NotImplementedError("the interpreter runs ML programs (.mlpackage) only")
+    return CoreMLModel(self.package_path).predict(data)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the predict backend, lift the guards, and apply a mutation if asked."""
+    import coremltools as ct
+    from coremltools.converters.mil import testing_utils
+
+    ct.models.MLModel.predict = _predict
+    testing_utils._IS_MACOS = True
+    testing_utils.coremltoolsutils = _MacOSGuards(testing_utils.coremltoolsutils)
+    op = config.getoption("--peer-mutate")
+    if op:
+        from .mutants import install
+
+        install(op)
+    config.pluginmanager.register(_Recorder(config.getoption("--peer-report")), "coremltools-peer-recorder")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Known tolerance cases become strict xfails with their reason (an unexpected pass fails the run)."""
+    from .expectations import XFAIL
+
+    for item in items:
+        reason = XFAIL.get(short_id(item.nodeid))
+        if reason:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze the heap built by the imports: ct.convert calls gc.collect() on every conversion, and walking
+    torch's and coremltools' millions of objects each time cost ~0.9 s of the ~1 s per test."""
+    import gc
+
+    gc.freeze()
+
+
+def short_id(nodeid: str) -> str:
+    """'iOS17/test_conv.py::TestConv::test_x[...]' from a node id under .../ops/tests/."""
+    return re.sub(r"^.*ops/tests/", "", nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A refusal of a symbolic dimension is an expected refusal (xfail with the reason), not a failure."""
+    outcome = yield
+    rep = outcome.get_result()
+    if call.when == "call" and rep.failed and call.excinfo is not None:
+        from mobiledeploy.exporters.mlinterp import UnsupportedOpError
+
+        if call.excinfo.errisinstance(UnsupportedOpError) and "symbolic dimension" in str(call.excinfo.value):
+            rep.outcome = "skipped"
+            rep.wasxfail = SYMBOLIC
+
+
+class _Recorder:
+    """Counts outcomes per file (and why things failed) and writes them as JSON at the end."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.files: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.failures: dict[str, str] = {}
+        self.skips: dict[str, str] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        sid = short_id(report.nodeid)
+        f = self.files[sid.split("::")[0]]
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            if hasattr(report, "wasxfail"):
+                kind = "refused_symbolic" if report.wasxfail == SYMBOLIC else (
+                    "xpassed" if report.passed else "xfailed")
+            else:
+                kind = report.outcome
+            f[kind] += 1
+            if report.failed:
+                self.failures[sid] = _first_line(report)
+            elif report.skipped and not hasattr(report, "wasxfail"):
+                self.skips[sid] = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.path:
+            return
+        data = {"files": {k: dict(v) for k, v in sorted(self.files.items())}, "failures": self.failures,
+                "skips": self.skips}
+        Path(self.path).write_text(json.dumps(data, indent=1))
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    """The exception line of a failure (type and message), for the summary."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return (crash.message if crash else str(report.longrepr)).splitlines()[0][:300]

@@ -1,0 +1,154 @@
+"""ExecuTorch runner: `.pte` files on ExecuTorch's runtime (XNNPACK and portable kernels), per-op times from ETDump.
+
+Imported by the runner registry; executorch itself is imported only when a runner is built, so the
+registry loads on boards without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .runners import Call, Runner, TensorSpec, _op_table, _require, register_runner
+
+# ExecuTorch's ScalarType codes → numpy dtype names (the ones a model's inputs use).
+_SCALAR = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
+           11: "bool"}
+# Events that wrap others (the method, a delegate call, one portable kernel call): not ops themselves.
+_WRAPPERS = ("Method::execute", "Method::init", "Program::load_method", "DELEGATE_CALL", "OPERATOR_CALL")
+# XNNPACK operator names in ETDump ("Convolution (NHWC, F32) DWConv #3") → the op families of runners.py.
+_XNN_KINDS = (
+    ("dwconv", "depthwise conv"), ("deconvolution", "conv"), ("convolution", "conv"),
+    ("fully connected", "matmul / linear"), ("batch matrix", "matmul / linear"),
+    ("pooling", "pool"), ("mean", "pool"),
+    ("sigmoid", "activation"), ("clamp", "activation"), ("hardswish", "activation"), ("tanh", "activation"),
+    ("gelu", "activation"), ("multiply", "elementwise"), ("add", "elementwise"), ("subtract", "elementwise"),
+    ("divide", "elementwise"), ("transpose", "layout"), ("copy", "layout"), ("reshape", "layout"),
+    ("concatenate", "layout"), ("slice", "layout"), ("constant pad", "layout"), ("resize", "resize"),
+    ("softmax", "softmax"),
+)
+
+
+def _kind(op: str) -> str | None:
+    low = op.lower()
+    return next((k for key, k in _XNN_KINDS if key in low), None)
+
+
+@register_runner
+class ExecuTorchRunner(Runner):
+    """ExecuTorch's Python runtime: the `.pte`'s delegates (XNNPACK) and portable kernels, `threads` threads."""
+
+    name = "executorch"
+    suffixes = (".pte",)
+    extra = "executorch"
+    board_pip = "numpy torch executorch"
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        super().__init__(artifact, threads)
+        _require("executorch", type(self))
+        self.torch = _require("torch", type(self))  # its Python runtime takes and returns torch tensors
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from executorch.runtime import Runtime
+
+        self._reset_threads = _unsafe_reset_threadpool  # private, but the only thread control from Python
+        self._reset_threads(int(threads))
+        self.runtime = Runtime.get()
+        self.data = Path(artifact).read_bytes()
+        self.program = self.runtime.load_program(self.data)
+        self.method = self.program.load_method("forward")
+
+    def input_specs(self) -> list[TensorSpec]:
+        meta = self.method.metadata
+        specs = []
+        for i in range(meta.num_inputs()):
+            t = meta.input_tensor_meta(i)
+            specs.append(TensorSpec(f"input_{i}" if meta.num_inputs() > 1 else "input", [int(d) for d in t.sizes()],
+                                    _SCALAR.get(int(t.dtype()), "float32")))
+        return specs
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        torch = self.torch
+        tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]
+        execute = self.method.execute
+        self._reset_threads(int(self.threads))  # the pool is process-wide: another runner may have changed it
+
+        def call() -> list[np.ndarray]:
+            return [o.numpy() for o in execute(tensors)]
+
+        return call
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        from mobiledeploy.versions import dist_version
+
+        d.update(version=dist_version("executorch", missing=None), **plan_counts(self.data))
+        recorded = _manifest_delegation(self.artifact)
+        if recorded:  # node counts before lowering live only in the manifest the exporter wrote
+            d.update(recorded)
+        return d
+
+    def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
+        from executorch.devtools import Inspector
+
+        torch = self.torch
+        tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]
+        program = self.runtime.load_program(self.data, enable_etdump=True)
+        method = program.load_method("forward")
+        self._reset_threads(int(self.threads))
+        for _ in range(runs + 1):  # the first run allocates and packs weights: dropped below
+            method.execute(tensors)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "run.etdp")
+            program.write_etdump_result_to_file(path, os.path.join(tmp, "debug.bin"))
+            inspector = Inspector(etdump_path=path)
+        per_type: dict[str, list[float]] = {}
+        for block in inspector.event_blocks:
+            for ev in block.events:
+                if ev.perf_data is None or ev.name in _WRAPPERS:
+                    continue
+                raw = list(ev.perf_data.raw)
+                if len(raw) < runs + 1:
+                    continue  # init-time events (one per load), not per run
+                op = re.sub(r"\s*#\d+$", "", ev.name)
+                op = op[len("native_call_"):] if op.startswith("native_call_") else op
+                per_type.setdefault(op, []).extend(1000.0 * t for t in raw[1:])  # Inspector gives ms
+        table = _op_table(per_type, runs, source="ExecuTorch ETDump (XNNPACK operators and portable kernels)")
+        for row in table["table"]:
+            row["kind"] = _kind(row["op"]) or row["kind"]
+        return table
+
+
+def plan_counts(data: bytes) -> dict[str, Any]:
+    """Delegate calls (pieces), portable kernel calls and the delegates' names, from the program's execution plan."""
+    try:
+        from executorch.exir._serialize._program import deserialize_pte_binary
+    except ImportError:
+        return {}
+    prog = deserialize_pte_binary(data)
+    prog = getattr(prog, "program", prog)
+    plan = prog.execution_plan[0]
+    kinds = [type(i.instr_args).__name__ for c in plan.chains for i in c.instructions]
+    delegates = sorted({d.id for d in plan.delegates})
+    return {"partitions": kinds.count("DelegateCall"), "kernel_calls": kinds.count("KernelCall"),
+            "delegate": "+".join(delegates).replace("XnnpackBackend", "XNNPACK") or None}
+
+
+def _manifest_delegation(artifact: str) -> dict[str, Any]:
+    """delegated/total nodes recorded by `mobiledeploy export` beside the artifact, when there is a manifest."""
+    path = Path(artifact + ".json")
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    extra = data.get("target_info") if isinstance(data, dict) else None  # the target's result.extra
+    if not isinstance(extra, dict):
+        return {}
+    return {k: extra[k] for k in ("delegated_nodes", "total_nodes") if isinstance(extra.get(k), int)}

@@ -1,0 +1,172 @@
+"""ExecuTorch target (`.pte`): XNNPACK by default, fp32 / fp16 / int8 (pt2e XNNPACKQuantizer), or Core ML.
+
+The stages are plain functions so the target-module API can call them as they are: `lower` turns the
+rewritten ExportedProgram into ExecuTorch's programs, `convert` writes the `.pte` and returns what the
+manifest records (delegate, delegated/total nodes, pieces, the ops left outside). `run` executes a `.pte`
+with ExecuTorch's own runtime, the one the parity check and `bench` use.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from mobiledeploy.errors import UserError, require
+from mobiledeploy.versions import dist_version
+
+# Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
+REQUIRES = ("executorch",)
+EXTRA = "executorch"
+SUFFIX = ".pte"
+DELEGATES = ("xnnpack", "coreml")
+PRECISIONS = ("fp32", "fp16", "int8")
+# torch.export passes after the generic ones: the integer nearest resizes as ops the XNNPACK delegate takes.
+REWRITES = ("xnnpack_nearest_gate", "hardsigmoid_float_scalars")
+# Graph nodes that are bookkeeping, not compute: never counted as "left outside the delegate".
+_BOOKKEEPING = ("getitem", "executorch_call_delegate", "alloc", "output")
+
+
+def lower(program: torch.export.ExportedProgram, example_inputs: tuple[torch.Tensor, ...], precision: str = "fp32",
+          delegate: str = "xnnpack", calibration: Iterable[np.ndarray] | None = None) -> tuple[Any, Any]:
+    """ExecuTorch's edge program (after partitioning) and its executorch program, for one precision and delegate."""
+    require("executorch", EXTRA)
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from .rewrites.nearest_gate import restore_aten
+
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision} is not supported for executorch", f"use {', '.join(PRECISIONS)}")
+    if delegate not in DELEGATES:
+        raise UserError(f"unknown ExecuTorch delegate {delegate!r}", f"use one of: {', '.join(DELEGATES)}")
+    program = copy.deepcopy(program)
+    inputs = tuple(example_inputs)
+    if delegate != "xnnpack" or precision == "int8":
+        # Our two resize ops exist only in the XNNPACK delegate (and the int8 quantizer does not annotate them).
+        program, _ = restore_aten(program)
+    if precision == "fp16":
+        program, inputs = _to_fp16(program, inputs)
+    elif precision == "int8":
+        program = _quantize(program, inputs, calibration)
+    partitioner = _partitioner(delegate, precision)
+    # Our ops are not core ATen; the edge verifier would refuse them before the partitioner sees them.
+    config = EdgeCompileConfig(_check_ir_validity=False)
+    edge = to_edge_transform_and_lower(program, partitioner=[partitioner], compile_config=config)
+    return edge, edge.to_executorch()
+
+
+def convert(program: torch.export.ExportedProgram, example_inputs: Sequence[torch.Tensor], precision: str,
+            out_path: Path, delegate: str = "xnnpack", calibration: Iterable[np.ndarray] | None = None) -> dict[str, Any]:
+    """Write the `.pte`; returns converter, versions, inputs/outputs and delegation facts for the manifest."""
+    edge, et = lower(program, tuple(example_inputs), precision, delegate, calibration)
+    Path(out_path).write_bytes(et.buffer)
+    ep = edge.exported_program()
+    info = delegation(ep.graph_module)
+    info["delegate"] = {"xnnpack": "XNNPACK", "coreml": "CoreML"}[delegate]
+    info["verified_here"] = delegate == "xnnpack"  # the Core ML backend runs only on Apple platforms
+    return {
+        "artifact": Path(out_path),
+        "converter": "executorch (to_edge_transform_and_lower)",
+        "converter_version": f"executorch {dist_version('executorch')}, torch {torch.__version__}",
+        "inputs": [_io(f"input_{i}" if len(example_inputs) > 1 else "input", t) for i, t in enumerate(example_inputs)],
+        "outputs": _outputs(ep),
+        "extra": {**info, "precision": precision},
+    }
+
+
+def delegation(graph_module: torch.fx.GraphModule) -> dict[str, Any]:
+    """Delegated and total compute nodes, delegate pieces, and the op types left outside the delegate."""
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    d = get_delegation_info(graph_module)
+    left = {op: b.non_delegated for op, b in d.delegation_by_operator.items()
+            if b.non_delegated and not any(k in op for k in _BOOKKEEPING)}
+    delegated = int(d.num_delegated_nodes)
+    return {"delegated_nodes": delegated, "total_nodes": delegated + sum(left.values()),
+            "partitions": int(d.num_delegated_subgraphs), "undelegated_ops": dict(sorted(left.items()))}
+
+
+def _partitioner(delegate: str, precision: str) -> Any:
+    if delegate == "coreml":
+        from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+        return CoreMLPartitioner()
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    from .executorch_xnnpack import partitioner_configs
+
+    return XnnpackPartitioner(configs=list(partitioner_configs()))
+
+
+class _Half(torch.nn.Module):
+    """fp32 in, fp32 out, fp16 inside: the app feeds the same tensors at every precision."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = module.half()
+
+    def forward(self, *xs: torch.Tensor) -> Any:
+        out = self.inner(*(x.half() for x in xs))
+        return tuple(o.float() for o in out) if isinstance(out, (tuple, list)) else out.float()
+
+
+def _to_fp16(program: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...]
+             ) -> tuple[torch.export.ExportedProgram, tuple[torch.Tensor, ...]]:
+    return torch.export.export(_Half(program.module()), inputs), inputs
+
+
+def _quantize(program: torch.export.ExportedProgram, inputs: tuple[torch.Tensor, ...],
+              calibration: Iterable[np.ndarray] | None) -> torch.export.ExportedProgram:
+    """pt2e static int8: per-channel symmetric weights, per-tensor activations, calibrated on `calibration`."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if calibration is None:
+        raise UserError("int8 needs calibration inputs", "pass calibration samples (the pipeline's calibration images)")
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(program.module(), quantizer)
+    with torch.no_grad():
+        for x in calibration:
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            prepared(t if t.dim() == inputs[0].dim() else t[None])
+    return torch.export.export(convert_pt2e(prepared), inputs)
+
+
+def _io(name: str, t: torch.Tensor) -> dict[str, Any]:
+    return {"name": name, "shape": [int(d) for d in t.shape], "dtype": str(t.dtype).replace("torch.", "")}
+
+
+def _outputs(ep: torch.export.ExportedProgram) -> list[dict[str, Any]]:
+    out_node = next(n for n in ep.graph.nodes if n.op == "output")
+    vals = [a.meta.get("val") for a in out_node.args[0] if isinstance(a, torch.fx.Node)]
+    names = ["output"] if len(vals) == 1 else [f"output_{i}" for i in range(len(vals))]
+    return [_io(n, v) for n, v in zip(names, vals) if v is not None]
+
+
+# --- runtime ---------------------------------------------------------------------------------------
+
+
+def load_method(path: Path | str | bytes, threads: int = 1, etdump: bool = False) -> tuple[Any, Any]:
+    """(program, forward method) loaded by ExecuTorch's runtime with `threads` XNNPACK threads."""
+    require("executorch", EXTRA)
+    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    from executorch.runtime import Runtime
+
+    # Private, but the only thread control from Python; the pool is process-wide.
+    _unsafe_reset_threadpool(int(threads))
+    data = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
+    program = Runtime.get().load_program(bytes(data), enable_etdump=etdump)
+    return program, program.load_method("forward")
+
+
+def run(path: Path | str | bytes, inputs: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
+    """Run a `.pte` once on ExecuTorch's runtime; the outputs as numpy arrays."""
+    _, method = load_method(path, threads)
+    outs = method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
+    return [o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outs]

@@ -86,6 +86,7 @@ class Measured:
     first_ms: float
     rss_load_mb: float | None
     warmup_count: int = 0
+    rss_run_mb: float | None = None  # largest RSS growth across one of its (untimed) warm-up calls
     samples_ms: list[float] = field(default_factory=list)
     session_medians_ms: list[float] = field(default_factory=list)  # one per load, with --sessions > 1
 
@@ -252,7 +253,12 @@ def _rounds(items: list[Measured], min_count: int, min_seconds: float, max_secon
                 t1 = clock()
                 m.samples_ms.append((t1 - t0) / 1e6)
             else:
+                # RSS is sampled around warm-up calls only: the counted runs stay free of the extra syscalls.
+                before = rss_mb()
                 m.call()
+                after = rss_mb()
+                if before is not None and after is not None:
+                    m.rss_run_mb = max(m.rss_run_mb or 0.0, after - before)
                 m.warmup_count += 1
         n += 1
 
@@ -378,9 +384,12 @@ def _results(items: list[Measured], proto: Protocol, facts: dict[str, Any], peak
             "latency_ms": lat,
             "memory_mb": {
                 "rss_load_delta": m.rss_load_mb,
+                "rss_run_delta_max": m.rss_run_mb,
                 "process_peak_rss": peak,
-                "note": "peak RSS is of the whole process (all artifacts of this run); "
-                        "rss_load_delta is the growth while loading this artifact",
+                "note": "rss_load_delta: RSS growth while loading this artifact and running it once; "
+                        "rss_run_delta_max: the largest RSS growth across one of its warm-up runs (sampled "
+                        "before and after each call); process_peak_rss: the whole process's peak, the same "
+                        "for every artifact of this run",
             },
             "ops": ops,
         })

@@ -23,7 +23,7 @@ def table(run: dict[str, Any]):
     proto = run.get("protocol") or {}
     where = dev.get("board") or dev.get("model") or dev.get("hostname") or "?"
     title = (f"mobiledeploy bench · {where} · {dev.get('cpu') or '?'} · threads {proto.get('threads')} · "
-             f"cores {_cores(dev.get('cores_used'))} · {proto.get('runs')} runs"
+             f"cores {_cores(dev.get('cores_used'))} · {_count(proto.get('runs'), 'run')}"
              + (" interleaved" if proto.get("interleaved") else "")
              + (f" · {proto['sessions']} loads each, pooled" if (proto.get("sessions") or 1) > 1 else ""))
     spreads = [max(m) / min(m) - 1 for r in run.get("results", [])
@@ -34,7 +34,7 @@ def table(run: dict[str, Any]):
     cols = [("artifact", "left"), ("runtime", "left"), ("init ms", "right"), ("first ms", "right"),
             ("median ms", "right"), ("p90", "right"), ("p99", "right"), ("mean", "right"), ("std", "right"),
             ("cv %", "right"), ("min", "right"), ("ratio", "right"), ("partitions", "right"),
-            ("peak RSS MB", "right")]
+            ("load Δ MB", "right"), ("run Δ MB", "right")]
     for name, just in cols:
         t.add_column(name, justify=just, no_wrap=True)  # type: ignore[arg-type]
     for r in run.get("results", []):
@@ -55,7 +55,8 @@ def table(run: dict[str, Any]):
             _ms(lat.get("mean")), _ms(lat.get("std")),
             "—" if cv is None else f"{100 * cv:.1f}",
             _ms(lat.get("min")), ratio_s, "—" if parts is None else str(parts),
-            _ms(mem.get("process_peak_rss") or mem.get("peak")),
+            # What this artifact adds, not the process peak (that is the same on every row: JSON only).
+            _mb(mem.get("rss_load_delta")), _mb(mem.get("rss_run_delta_max")),
         )
     return t
 
@@ -84,6 +85,15 @@ def ops_table(run: dict[str, Any]):
             cells.append("—" if ms is None else f"{ms:.3f} ({pct:.0f}%)")
         t.add_row(k, *cells)
     return t
+
+
+def _mb(v: float | None) -> str:
+    return "—" if v is None else f"{v:+.1f}"
+
+
+def _count(n: Any, noun: str) -> str:
+    """'1 run', '50 runs' ('? runs' when unknown)."""
+    return f"{n} {noun}" if n == 1 else f"{'?' if n is None else n} {noun}s"
 
 
 def _cores(cores: Any) -> str:
@@ -145,7 +155,7 @@ def plot(run: dict[str, Any], path: str | Path) -> None:
     dev = run.get("device") or {}
     proto = run.get("protocol") or {}
     ax.set_title(f"{dev.get('board') or dev.get('model') or dev.get('hostname') or ''} · "
-                 f"threads {proto.get('threads')} · {proto.get('runs')} runs", fontsize=9)
+                 f"threads {proto.get('threads')} · {_count(proto.get('runs'), 'run')}", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     import io

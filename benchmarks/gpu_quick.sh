@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A short prepared GPU check for GR-KAN (≤ 200 s on an H100/H200): versions, `grkan.py --quick` (fp32;
-# compile, ours = v2 forward + v2 backward, ours_v1; copy bandwidth and float64 errors in the same run),
+# compile, ours_grouped, ours_persistent (each kernel generation both ways); copy bandwidth and float64
+# errors in the same run),
 # a profile of ViT-T and KAT-T training steps (`kat_profile.py`: wall vs device time, top ops), the host
 # cost per GR-KAN call with real launches (`grkan_host_overhead.py`), then the
 # kernel tests on CUDA (-x -q). Everything lands in $OUT (one log per stage + JSON + run.log);

@@ -14,8 +14,8 @@ source "$(dirname "$0")/gpu_common.sh"
 
 versions_stage "$(cap 20 370)" models.grkan,models.kat
 
-# 4 shapes × fp32/bf16; eager (fp32 only), compile, ours (v2 kernels), ours_v1 (previous kernels),
-# ours_atomic (v2, fp32 only). Without a GPU (a dry run of this script) the kernels run in Triton's
+# 4 shapes × fp32/bf16; eager (fp32 only), compile, ours (defaults: persistent forward, grouped backward),
+# ours_grouped, ours_persistent (one generation both ways), ours_atomic (defaults, atomic sums; fp32 only). Without a GPU (a dry run of this script) the kernels run in Triton's
 # interpreter at a tiny size, error columns only.
 stage "stage 1: benchmarks/grkan.py" grkan.log "$(cap 110 260)" \
     "${INTERP[@]}" $PY "$REPO/benchmarks/grkan.py" --eager-dtypes fp32 --out "$OUT/grkan.json"

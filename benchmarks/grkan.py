@@ -5,12 +5,13 @@ GB/s next to the copy bandwidth measured in the same run, and the error of y, dx
 Bytes counted: forward 2·N·s (read x, write y), forward+backward 5·N·s (+ read x and dy, write dx);
 at fp32 that is the 8 B and 20 B per element of the roofline in FINDINGS.md.
 
-Rows: eager, compile, ours (v2 kernels), ours_v1 (v1 kernels), ours_atomic (v2, atomic coefficient sums;
+Rows: eager, compile, ours (the defaults: persistent forward, grouped backward), ours_grouped and
+ours_persistent (one kernel generation both ways), ours_atomic (the defaults, atomic coefficient sums;
 first dtype only). Times: "graph" = CUDA-graph replay with an L2 flush before every call (device time only), "stream" =
 triton's do_bench (includes the host's launch overhead when it exceeds the device time).
 
     python benchmarks/grkan.py [--shapes kat_t_act1,...] [--dtypes fp32,bf16] [--out results.json]
-    python benchmarks/grkan.py --quick   # fp32; compile, ours, ours_v1; graph timings only (≤ 60 s on an H200)
+    python benchmarks/grkan.py --quick   # fp32; compile, ours_grouped, ours_persistent; graph timings only
 
 Without a GPU it times the eager reference at a small batch and says that GPU numbers need a GPU.
 """
@@ -120,18 +121,20 @@ def implementations(compile_: bool) -> dict:
     impls = {"eager": grkan_reference}
     if compile_:
         impls["compile"] = torch.compile(grkan_reference, dynamic=False)
-    impls["ours"] = _ours("v2", True)
-    impls["ours_v1"] = _ours("v1", True)  # the previous kernels, same run, same timing method
-    impls["ours_atomic"] = _ours("v2", False)
+    impls["ours"] = _ours(None, True)
+    impls["ours_grouped"] = _ours("grouped", True)  # each generation both ways, same run, same timing method
+    impls["ours_persistent"] = _ours("persistent", True)
+    impls["ours_atomic"] = _ours(None, False)
     return impls
 
 
-def _ours(version: str, deterministic: bool):
-    """Our op with the kernel generation pinned (kernels.VERSION is read at every launch, backward too)."""
+def _ours(generation: str | None, deterministic: bool):
+    """Our op with the kernel generation pinned (None: the defaults); kernels.GENERATION is part of the
+    launch-plan key, read at every forward and backward call."""
     from mobiledeploy.models.grkan import grkan, kernels
 
     def f(x, a, b):
-        kernels.VERSION = version
+        kernels.GENERATION = generation
         return grkan(x, a, b, deterministic)
 
     return f
@@ -234,11 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-check", action="store_true", help="skip the float64 error columns")
     ap.add_argument("--out", default=None, help="write results JSON here (rewritten after every case)")
     ap.add_argument("--quick", action="store_true",
-                    help="fp32 only; rows compile, ours, ours_v1; CUDA-graph timings only (no stream column)")
+                    help="fp32 only; rows compile, ours_grouped, ours_persistent; CUDA-graph timings only (no stream "
+                         "column)")
     args = ap.parse_args(argv)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    quick_rows = ("compile", "ours", "ours_v1", "eager")  # eager stays only on the CPU (no GPU rows there)
+    quick_rows = ("compile", "ours_grouped", "ours_persistent", "eager")  # eager stays only on the CPU (no GPU rows there)
     if args.quick:
         args.dtypes = "fp32"
     if hasattr(torch._dynamo.config, "recompile_limit"):
@@ -264,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             impls.update({k: f for k, f in implementations(False).items() if k.startswith("ours")})
             result["note"] = ("CPU only: eager reference at (1, 13, D); ours* rows: Triton interpreter, error "
                               "columns only; GPU numbers need a GPU")
-            print("TRITON_INTERPRET=1: shapes (1, 13, D); ours, ours_v1, ours_atomic run interpreted, errors only.",
+            print("TRITON_INTERPRET=1: shapes (1, 13, D); the ours* rows run interpreted, errors only.",
                   flush=True)
     else:
         biggest = max(shapes.values(), key=lambda s: s[0] * s[1] * s[2])

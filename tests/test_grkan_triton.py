@@ -17,6 +17,8 @@ triton = pytest.importorskip("triton")
 
 from mobiledeploy.models.grkan import GRKAN, grkan, grkan_bwd, grkan_fwd, grkan_reference  # noqa: E402
 from mobiledeploy.models.grkan import kernels  # noqa: E402
+from mobiledeploy.models.grkan.grouped_kernels import GroupedConfig  # noqa: E402
+from mobiledeploy.models.grkan.persistent_kernels import PersistentConfig  # noqa: E402
 
 from _grkan_util import coefficients, rel_l2  # noqa: E402  (tests/ is on sys.path under pytest)
 
@@ -28,7 +30,7 @@ if not INTERP and not torch.cuda.is_available():
 
 # (leading shape, channels): group sizes 24, 96, 192, 384; row counts prime, so no block size divides them.
 SHAPES = [((37,), 192), ((29,), 768), ((19,), 1536), ((13,), 3072), ((2, 7), 192)]
-VERSIONS = pytest.mark.parametrize("version", kernels.VERSIONS)
+VERSIONS = pytest.mark.parametrize("version", kernels.GENERATIONS)
 
 
 def make(lead, C, seed=0, dtype=torch.float32):
@@ -59,30 +61,28 @@ def test_kernels_match_float64(lead, C, version):
 
 
 @VERSIONS
-def test_many_programs_and_loop_iterations(monkeypatch, version):
+def test_many_programs_and_loop_iterations(version):
     # Tiny tiles: many row programs, a partly masked last program, two loop iterations each
-    # (v2: 2-row tiles, one tile per forward program, one backward program per SM with 19 row blocks).
-    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_FWD_CONFIG", "4,4")
-    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_BWD_CONFIG", "2,4,2")
-    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_FWD2_CONFIG", "128,4,0")
-    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_BWD2_CONFIG", "128,4,1")
-    x, dy, a, b = make((37,), 192, seed=5)
-    y = kernels.forward(x, a, b, version=version)
-    dx, da, db = kernels.backward(dy, x, a, b, version=version)
+    # (persistent: 2-row tiles, one tile per forward program, one backward program per SM with 19 row blocks).
+    with kernels.configured(grouped_forward=GroupedConfig(4, 4), grouped_backward=GroupedConfig(2, 4, 2),
+                            persistent_forward=PersistentConfig(128, 4, 0),
+                            persistent_backward=PersistentConfig(128, 4, 1)):
+        x, dy, a, b = make((37,), 192, seed=5)
+        y = kernels.forward(x, a, b, version=version)
+        dx, da, db = kernels.backward(dy, x, a, b, version=version)
     y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
     for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
         assert rel_l2(got.cpu(), want) <= 1e-6
 
 
-def test_v2_backward_long_chain_is_compensated(monkeypatch):
+def test_persistent_backward_long_chain_is_compensated():
     # One row program walks all 1024 row blocks (4096 rows, 4-row tiles) in 512 steps of INNER=2 blocks:
-    # a 512-step chain per column sum. With kernels.COMPENSATE = False the interpreter gives db 1.45e-6
-    # > 1e-6 (checked by hand); the Neumaier sums keep it at 4.5e-7 (the fp32 terms' own floor ~1e-7..7e-7).
-    monkeypatch.setenv("MOBILEDEPLOY_GRKAN_BWD2_CONFIG", "256,4,1")
-    monkeypatch.setenv(kernels.BWD2_PROGRAMS_ENV, "1")
-    monkeypatch.setattr(kernels, "INNER", 2)
-    x, dy, a, b = make((4096,), 64, seed=11)
-    dx, da, db = kernels.backward(dy, x, a, b, version="v2")
+    # a 512-step chain per column sum. With persistent_kernels.COMPENSATE = False the interpreter gives db
+    # 1.45e-6 > 1e-6 (checked by hand); the Neumaier sums keep it at 4.5e-7 (the fp32 terms' own floor
+    # ~1e-7..7e-7).
+    with kernels.configured(persistent_backward=PersistentConfig(256, 4, 1, programs=1, inner=2)):
+        x, dy, a, b = make((4096,), 64, seed=11)
+        dx, da, db = kernels.backward(dy, x, a, b, version="persistent")
     _, dx64, da64, db64 = float64_reference(x, dy, a, b)
     for got, want in ((dx, dx64), (da, da64), (db, db64)):
         assert rel_l2(got.cpu(), want) <= 1e-6
@@ -183,33 +183,39 @@ def test_custom_op_path_autograd_matches_float64():
 
 
 @pytest.mark.parametrize("lead,C,groups", [((5, 3), 120, 3), ((9,), 1040, 8), ((11,), 24, 8)])
-def test_v2_column_tiles_not_dividing_channels(lead, C, groups):
-    # Channel counts without a power-of-two divisor ≥ 32: v2's column tiles are masked at the row end
+def test_persistent_column_tiles_not_dividing_channels(lead, C, groups):
+    # Channel counts without a power-of-two divisor ≥ 32: the persistent generation's column tiles are masked at the row end
     # (whole rows when C ≤ 1024, 512-wide tiles past that) and straddle group boundaries.
     g = torch.Generator().manual_seed(8)
     x = (torch.randn(*lead, C, generator=g) * 2).to(DEVICE)
     dy = torch.randn(*lead, C, generator=g).to(DEVICE)
     a, b = (t.to(DEVICE) for t in coefficients(groups, 8))
-    y = kernels.forward(x, a, b, version="v2")
-    dx, da, db = kernels.backward(dy, x, a, b, version="v2")
+    y = kernels.forward(x, a, b, version="persistent")
+    dx, da, db = kernels.backward(dy, x, a, b, version="persistent")
     y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
     for got, want in ((y, y64), (dx, dx64), (da, da64), (db, db64)):
         assert rel_l2(got.cpu(), want) <= 1e-6
 
 
 def test_kernel_version_from_env(monkeypatch):
-    # The autograd path picks the kernels from $MOBILEDEPLOY_GRKAN_KERNEL; an unknown value is a UserError.
+    # The autograd path picks the kernels from $MOBILEDEPLOY_GRKAN_KERNEL (read once; read_environment()
+    # re-reads it); an unknown value is a UserError.
     from mobiledeploy.errors import UserError
 
     x, dy, a, b = make((2, 5), 192, seed=9)
     y64, dx64, da64, db64 = float64_reference(x, dy, a, b)
-    monkeypatch.setenv(kernels.KERNEL_ENV, "v2")
-    assert kernels.kernel_version() == "v2"
-    leaves = [t.clone().requires_grad_() for t in (x, a, b)]
-    y = grkan(*leaves)
-    y.backward(dy)
-    for got, want in ((y, y64), (leaves[0].grad, dx64), (leaves[1].grad, da64), (leaves[2].grad, db64)):
-        assert rel_l2(got.detach().cpu(), want) <= 1e-6
-    monkeypatch.setenv(kernels.KERNEL_ENV, "v3")
-    with pytest.raises(UserError):
-        kernels.forward(x, a, b)
+    try:
+        monkeypatch.setenv(kernels.KERNEL_ENV, "persistent")
+        kernels.read_environment()
+        assert kernels.generation("forward") == kernels.generation("backward") == "persistent"
+        leaves = [t.clone().requires_grad_() for t in (x, a, b)]
+        y = grkan(*leaves)
+        y.backward(dy)
+        for got, want in ((y, y64), (leaves[0].grad, dx64), (leaves[1].grad, da64), (leaves[2].grad, db64)):
+            assert rel_l2(got.detach().cpu(), want) <= 1e-6
+        monkeypatch.setenv(kernels.KERNEL_ENV, "v3")
+        with pytest.raises(UserError):
+            kernels.read_environment()
+    finally:
+        monkeypatch.delenv(kernels.KERNEL_ENV)
+        kernels.read_environment()

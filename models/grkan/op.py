@@ -16,6 +16,7 @@ import torch
 from .reference import grkan_reference, grkan_reference_backward
 
 _HAS_TRITON = importlib.util.find_spec("triton") is not None
+_kernels = None  # the kernels module, once imported (it must not be imported before TRITON_INTERPRET is set)
 
 
 def has_triton() -> bool:
@@ -28,45 +29,56 @@ def _interpreting() -> bool:
 
 
 def _use_triton(x: torch.Tensor) -> bool:
-    return _HAS_TRITON and (x.is_cuda or (x.device.type == "cpu" and _interpreting()))
+    """CUDA tensors run the kernels; CPU tensors only under Triton's interpreter (read from the imported
+    kernels module once there is one, so a call reads no environment variable)."""
+    if x.is_cuda:
+        return _HAS_TRITON
+    if not _HAS_TRITON or x.device.type != "cpu":
+        return False
+    return _kernels.INTERPRETED if _kernels is not None else _interpreting()
 
 
-def _kernels():
-    from . import kernels
+def _kernel_module():
+    global _kernels
+    if _kernels is None:
+        from . import kernels
 
-    return kernels
+        _kernels = kernels
+    return _kernels
 
 
 @torch.library.custom_op("mobiledeploy::grkan_fwd", mutates_args=())
-def grkan_fwd(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
-              deterministic: bool) -> torch.Tensor:
-    """y = P(x)/Q(x) over the last dim; `deterministic` selects the backward's reduction."""
-    return _forward_impl(x, numerator, denominator)
+def grkan_fwd(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, deterministic: bool,
+              out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """y = P(x)/Q(x) over the last dim, written in out_dtype (default x's); `deterministic` selects the
+    backward's reduction."""
+    return _forward_impl(x, numerator, denominator, out_dtype)
 
 
-def _forward_impl(x, numerator, denominator):
+def _forward_impl(x, numerator, denominator, out_dtype):
     if _use_triton(x):
-        return _kernels().forward(x, numerator, denominator)
-    return grkan_reference(x, numerator, denominator).contiguous()
+        return (_kernels or _kernel_module()).forward(x, numerator, denominator, None, out_dtype)
+    y = grkan_reference(x, numerator, denominator).contiguous()
+    return y if out_dtype is None or y.dtype == out_dtype else y.to(out_dtype)
 
 
 def _backward_impl(grad, x, numerator, denominator, deterministic):
     if _use_triton(x):
-        return _kernels().backward(grad, x, numerator, denominator, deterministic)
+        return (_kernels or _kernel_module()).backward(grad, x, numerator, denominator, deterministic)
     # Explicit formulas: autograd does not record inside a custom op's backend implementation.
     dx, dn, dd = grkan_reference_backward(grad, x, numerator, denominator)
     return dx.contiguous(), dn, dd
 
 
 @grkan_fwd.register_fake
-def _(x, numerator, denominator, deterministic):
-    return x.new_empty(x.shape)
+def _(x, numerator, denominator, deterministic, out_dtype=None):
+    return x.new_empty(x.shape, dtype=out_dtype or x.dtype)
 
 
 @torch.library.custom_op("mobiledeploy::grkan_bwd", mutates_args=())
 def grkan_bwd(grad: torch.Tensor, x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
               deterministic: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, d numerator, d denominator) for the upstream gradient `grad`."""
+    """(dx, d numerator, d denominator) for the upstream gradient `grad`; dx in x's dtype."""
     return _backward_impl(grad, x, numerator, denominator, deterministic)
 
 
@@ -76,7 +88,7 @@ def _(grad, x, numerator, denominator, deterministic):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, numerator, denominator, deterministic = inputs
+    x, numerator, denominator, deterministic, _ = inputs
     ctx.save_for_backward(x, numerator, denominator)
     ctx.deterministic = deterministic
 
@@ -84,7 +96,7 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, grad):
     x, numerator, denominator = ctx.saved_tensors
     dx, dn, dd = grkan_bwd(grad, x, numerator, denominator, ctx.deterministic)
-    return dx, dn, dd, None
+    return dx, dn, dd, None, None
 
 
 grkan_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -96,22 +108,23 @@ class _GRKANFunction(torch.autograd.Function):
     more host time per call than the kernels' device time at KAT-T sizes."""
 
     @staticmethod
-    def forward(ctx, x, numerator, denominator, deterministic):
+    def forward(ctx, x, numerator, denominator, deterministic, out_dtype):
         ctx.save_for_backward(x, numerator, denominator)
         ctx.deterministic = deterministic
-        return _forward_impl(x, numerator, denominator)
+        return _forward_impl(x, numerator, denominator, out_dtype)
 
     @staticmethod
     def backward(ctx, grad):
         x, numerator, denominator = ctx.saved_tensors
         dx, dn, dd = _backward_impl(grad, x, numerator, denominator, ctx.deterministic)
-        return dx, dn, dd, None
+        return dx, dn, dd, None, None
 
 
-def grkan(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor,
-          deterministic: bool = True) -> torch.Tensor:
-    """Differentiable GR-KAN (Triton where available): the custom op while torch.compile traces
-    (one opaque node), a plain autograd.Function in eager mode (less host overhead)."""
+def grkan(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, deterministic: bool = True,
+          out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Differentiable GR-KAN (Triton where available), y written in out_dtype (default x's dtype): the custom
+    op while torch.compile traces (one opaque node), a plain autograd.Function in eager mode (less host
+    overhead)."""
     if torch.compiler.is_compiling():
-        return grkan_fwd(x, numerator, denominator, deterministic)
-    return _GRKANFunction.apply(x, numerator, denominator, deterministic)
+        return grkan_fwd(x, numerator, denominator, deterministic, out_dtype)
+    return _GRKANFunction.apply(x, numerator, denominator, deterministic, out_dtype)

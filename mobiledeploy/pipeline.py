@@ -50,6 +50,7 @@ class ExportOptions:
     skip_rewrites: tuple[str, ...] = ()  # e.g. all of them for a naive baseline
     n_random: int = 3
     photos: bool = True
+    reparam: bool = True  # fold training-time branches before tracing (--no-reparam keeps them)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -70,6 +71,7 @@ class Source:
     weights: dict[str, Any] | None = None
     program: torch.export.ExportedProgram | None = None  # the user's .pt2 as loaded
     notes: list[str] = field(default_factory=list)
+    rewrites: list[dict[str, Any]] = field(default_factory=list)  # done to the module before tracing
 
 
 @dataclass
@@ -266,7 +268,7 @@ def smallest_side(module: torch.nn.Module, x: torch.Tensor, limit: int = 1024, s
     return None
 
 
-def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+def capture(source: Source, inputs: tuple[torch.Tensor, ...], reparam: bool = True) -> torch.export.ExportedProgram:
     """torch.export the model at the static example inputs (a .pt2 is used as loaded)."""
     if source.program is not None:
         return source.program
@@ -276,7 +278,7 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
         # A failing fake kernel makes torch log the error on its own before raising it; our one-line error
         # below says the same with the fix, so that log line is noise in the user's output.
         with quiet_logger("torch._subclasses.fake_tensor", logging.CRITICAL):
-            return torch.export.export(source.module, inputs, strict=False)
+            return torch.export.export(_traced_module(source, reparam), inputs, strict=False)
     except Exception as e:  # tracing failures are about the model or the size the user chose
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         shape = "x".join(str(d) for d in inputs[0].shape)
@@ -292,6 +294,15 @@ def capture(source: Source, inputs: tuple[torch.Tensor, ...]) -> torch.export.Ex
             hint = "check --input-size" + (" (very small inputs break pooling)" if small else "")
         raise UserError(f"torch.export cannot trace {source.name} at input {shape}: {first}",
                         hint + "; --debug shows the traceback") from e
+
+
+def _traced_module(source: Source, reparam: bool) -> torch.nn.Module:
+    """The module to trace: a re-parameterised copy when the model supports it (source.module stays the reference)."""
+    from mobiledeploy.exporters.reparam import reparameterize
+
+    folded = reparameterize(source.module) if reparam else None
+    source.rewrites = [r for r in [folded and folded.record()] if r]
+    return folded.module if folded else source.module
 
 
 def _user_error_in(e: BaseException) -> UserError | None:
@@ -443,7 +454,7 @@ def export(opts: ExportOptions, progress: Progress | None = None,
     if program is None:
         say(f"torch.export {source.name} at {'x'.join(map(str, inputs[0].shape))}")
         with model_wide():
-            program = capture(source, inputs)
+            program = capture(source, inputs, opts.reparam)
         if cache is not None:
             cache[key] = (source, inputs, program)
 
@@ -453,6 +464,7 @@ def export(opts: ExportOptions, progress: Progress | None = None,
                               memory.PARITY_HEADROOM, "use a smaller --input-size or --batch, or --no-verify")
     say(f"rewriting for {target.name}")
     program, applied = rewrite(program, target, opts, inputs)
+    applied = source.rewrites + applied
     tmp = out_dir / f".{stem}.partial-{os.getpid()}{target.suffix}"
     manifest_final = mf.manifest_path(final)
     try:

@@ -50,12 +50,15 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--name", default=None, help="Artifact file name without suffix.")
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact and manifest.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the manifest says verified: false).")
+@click.option("--no-reparam", is_flag=True,
+              help="Trace the model as built: do not fold re-parameterisable branches (MobileOne, RepViT, …).")
 @click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (a list for several targets).")
 def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
             precision: str | None, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
-            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False) -> None:
+            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False,
+            no_reparam: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     from mobiledeploy.exporters.targets import get_target
     from mobiledeploy.pipeline import ExportOptions
@@ -86,7 +89,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         prec = precision or ("fp16" if bundle and t == "coreml" else "fp32")
         return ExportOptions(model=model, target=t, weights=weights, input_size=size, batch=batch,
                              precision=prec, out_dir=Path(out_dir), force=force, verify=not no_verify,
-                             strict=strict, name=name, options=dict(app))
+                             strict=strict, name=name, reparam=not no_reparam, options=dict(app))
 
     cache: dict = {}  # one torch.export shared by all targets
     if as_json:

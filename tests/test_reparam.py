@@ -1,0 +1,101 @@
+"""Re-parameterisable models (MobileOne, GhostNetV3, RepViT, …) are folded before tracing and verified unfolded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import randomize_bn
+from mobiledeploy import pipeline
+from mobiledeploy.cli import main
+from mobiledeploy.exporters import reparam
+
+pytestmark = pytest.mark.timeout(900)
+timm = pytest.importorskip("timm")
+
+
+def _convs(module: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+
+
+@pytest.mark.parametrize("name,before,after", [("mobileone_s0", 191, 43), ("ghostnetv3_100", 309, 137),
+                                               ("repvit_m0_9", 126, 103)])
+def test_folding_matches_timm_and_computes_the_same(name, before, after):
+    m = randomize_bn(timm.create_model(name, pretrained=False)).eval()
+    folded = reparam.reparameterize(m)
+    assert (_convs(m), _convs(folded.module)) == (before, after)
+    ref = timm.utils.model.reparameterize_model(m)
+    assert _convs(ref) == after
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        y, yf, yt = m(x), folded.module(x), ref(x)
+    assert float((yf - y).norm() / y.norm()) <= 1e-5
+    assert torch.equal(yf, yt)
+    rec = folded.record()
+    assert rec["name"] == "reparameterize" and rec["stage"] == "PyTorch module" and rec["changed"] > 0
+
+
+def test_a_model_without_branches_is_traced_as_is():
+    from mobiledeploy.models import create_model
+
+    m = create_model("ghostnetv2_100").eval()
+    folded = reparam.reparameterize(m)
+    assert folded.module is m and folded.record() is None
+
+
+def test_capture_traces_the_folded_copy_and_keeps_the_original_as_reference():
+    source = pipeline.load_source("timm:mobileone_s0")
+    inputs = pipeline.example_inputs(source, (64, 64))
+    program = pipeline.capture(source, inputs)
+    convs = [n for n in program.graph.nodes if n.op == "call_function" and "conv2d" in str(n.target)]
+    assert len(convs) == 43
+    assert _convs(source.module) == 191  # the parity reference is the model as the user built it
+    assert [r["name"] for r in source.rewrites] == ["reparameterize"]
+    kept = pipeline.capture(source, inputs, reparam=False)
+    assert sum("conv2d" in str(n.target) for n in kept.graph.nodes) == 191 and source.rewrites == []
+
+
+def _tflite_convs(path: Path) -> int:
+    from mobiledeploy.exporters.tflite_flatbuffer import load, op_name
+
+    model = load(path.read_bytes())
+    return sum(op_name(model, op) in ("CONV_2D", "DEPTHWISE_CONV_2D") for op in model.subgraphs[0].operators)
+
+
+@pytest.mark.slow
+def test_mobileone_tflite_is_folded_listed_and_verified(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["export", "timm:mobileone_s0", "-t", "tflite", "--input-size", "64", "--out", str(out),
+                 "--json"]) == 0, capsys.readouterr().err[-2000:]
+    m = json.loads(next(out.glob("*.tflite.json")).read_text())
+    assert m["verified"] is True
+    (rec,) = [r for r in m["rewrites"] if r["name"] == "reparameterize"]
+    assert rec["stage"] == "PyTorch module" and rec["changed"] == 43
+    assert _tflite_convs(out / m["artifact"]) == 43
+
+    kept = tmp_path / "kept"
+    assert main(["export", "timm:mobileone_s0", "-t", "tflite", "--input-size", "64", "--out", str(kept),
+                 "--no-reparam", "--json"]) == 0, capsys.readouterr().err[-2000:]
+    mk = json.loads(next(kept.glob("*.tflite.json")).read_text())
+    assert mk["verified"] is True and not [r for r in mk["rewrites"] if r["name"] == "reparameterize"]
+    assert _tflite_convs(kept / mk["artifact"]) == 191
+
+
+def test_a_wrong_fold_fails_the_parity_check(tmp_path, capsys, monkeypatch):
+    """Parity compares with the unfolded model: a fold that changed the function must not be 'verified'."""
+    real = reparam.reparameterize
+
+    def broken(module):
+        folded = real(module)
+        with torch.no_grad():
+            next(m for m in folded.module.modules() if isinstance(m, torch.nn.Conv2d)).weight.mul_(1.5)
+        return folded
+
+    monkeypatch.setattr(reparam, "reparameterize", broken)
+    rc = main(["export", "timm:mobileone_s0", "-t", "onnx", "--input-size", "64", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "parity" in err, err[-2000:]
+    assert not list(tmp_path.glob("*.onnx"))

@@ -9,6 +9,7 @@ import sys
 import click
 
 from . import __version__
+from .commands._help import GROUP_EPILOG
 from .errors import UserError
 
 # Each command is one module in mobiledeploy/commands exposing `command`; adding one is one line.
@@ -24,10 +25,15 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS or not importlib.util.find_spec(f"mobiledeploy.commands.{name}"):
             return None
-        return importlib.import_module(f"mobiledeploy.commands.{name}").command
+        cmd = importlib.import_module(f"mobiledeploy.commands.{name}").command
+        if not cmd.epilog:  # examples and exit codes, one place for every command (commands/_help.py)
+            from .commands._help import EPILOGS
+
+            cmd.epilog = EPILOGS.get(name)
+        return cmd
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=GROUP_EPILOG)
 @click.version_option(__version__, prog_name="mobiledeploy")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.pass_context
@@ -58,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.UsageError as e:  # a missing or unknown option: one line like every other error
+        where = f"mobiledeploy {e.ctx.info_name} --help" if e.ctx and e.ctx.parent else "mobiledeploy --help"
+        click.echo(f"error: {e.format_message()} (see `{where}`)", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code

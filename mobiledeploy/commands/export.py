@@ -26,6 +26,19 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+class _Choice(click.Choice):
+    """A choice list (shown as [a|b|c] in --help) whose refusal is the CLI's usual one line."""
+
+    def __init__(self, what: str, choices: tuple[str, ...]) -> None:
+        super().__init__(choices)
+        self.what = what
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value in self.choices:
+            return value
+        raise UserError(f"unknown {self.what} {value!r}", f"choose one of: {', '.join(self.choices)}")
+
+
 @click.command("export")
 @click.argument("model")
 @click.option("--target", "-t", "targets", required=True, multiple=True,
@@ -33,7 +46,7 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (any supported layout).")
 @click.option("--input-size", default=None, help="N or HxW (default: the model's).")
 @click.option("--batch", default=1, show_default=True, type=int, help="Static batch size.")
-@click.option("--precision", default=None,
+@click.option("--precision", type=_Choice("precision", ("fp32", "fp16", "int8")), default=None,
               help="fp32, fp16 or int8 (quantized after an fp32 export); default fp32, fp16 for a Core ML --bundle.")
 @click.option("--layout", type=click.Choice(["nchw", "nhwc"]), default=None,
               help="TFLite/ONNX/ORT input: RGB pixels 0-255 in this layout, normalisation inside (nhwc with --bundle).")
@@ -50,27 +63,24 @@ def parse_size(value: str | None) -> tuple[int, int] | None:
 @click.option("--name", default=None, help="Artifact file name without suffix.")
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact and manifest.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the manifest says verified: false).")
-@click.option("--no-reparam", is_flag=True,
-              help="Trace the model as built: do not fold re-parameterisable branches (MobileOne, RepViT, …).")
 @click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (a list for several targets).")
 def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
             precision: str | None, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
-            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False,
-            no_reparam: bool = False) -> None:
+            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
-    from mobiledeploy.exporters.targets import get_target
-    from mobiledeploy.pipeline import ExportOptions
+    # Arguments are checked against a precomputed table before torch loads (seconds, tens of them on a busy
+    # machine): a typo must fail at once.
+    from . import _catalog
 
     names = list(dict.fromkeys(t.strip() for spec in targets for t in spec.split(",") if t.strip()))
     if not names:  # `-t ""` or `-t ,`: exporting nothing and exiting 0 would read as success
-        from mobiledeploy.exporters.targets import TARGET_NAMES
-
-        raise UserError(f"no target in --target {','.join(targets)!r}", f"name one or more of: {', '.join(TARGET_NAMES)}")
-    for t in names:
-        get_target(t)  # an unknown target fails before any work, listing the known ones
+        raise UserError(f"no target in --target {','.join(targets)!r}",
+                        f"name one or more of: {', '.join(_catalog.target_names())}")
+    _catalog.check_targets(names)  # an unknown target fails before any work, listing the known ones
     size = parse_size(input_size)
+    _catalog.check_model(model)
     app = _app_options(layout, calibration, labels_file, bundle)
     if layout and set(names) == {"coreml"}:
         # Core ML takes an image (CVPixelBuffer) whatever the layout; saying nothing would let a user
@@ -84,12 +94,14 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     if tensor_input:
         app["tensor_input"] = True
 
+    from mobiledeploy.pipeline import ExportOptions
+
     def opts(t: str) -> ExportOptions:
         # An app-ready Core ML bundle defaults to fp16 (what the Neural Engine runs); everything else to fp32.
         prec = precision or ("fp16" if bundle and t == "coreml" else "fp32")
         return ExportOptions(model=model, target=t, weights=weights, input_size=size, batch=batch,
                              precision=prec, out_dir=Path(out_dir), force=force, verify=not no_verify,
-                             strict=strict, name=name, reparam=not no_reparam, options=dict(app))
+                             strict=strict, name=name, options=dict(app))
 
     cache: dict = {}  # one torch.export shared by all targets
     if as_json:
@@ -168,6 +180,11 @@ def _brief(m: dict, artifact: Path) -> dict:
     return out
 
 
+def format_size(n: int) -> str:
+    """Bytes for the table: KB under 1 MB (a 0.2 MB int8 model must not read as "0.2 MB" next to "0.0 MB")."""
+    return f"{n / 1e3:.0f} KB" if n < 1e6 else f"{n / 1e6:.1f} MB"
+
+
 def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
     """A short table (artifact, size, parity figures, verdict), then the rewrites applied to each."""
     from rich.table import Table
@@ -186,7 +203,7 @@ def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
         else:
             verdict = f"[yellow]not verified[/] ({m.get('not_verified_reason')})"
             nums = ("-",) * 4
-        t.add_row(Path(a).name, m["target"], m["precision"], f"{m.get('size_bytes', 0) / 1e6:.1f} MB", *nums, verdict)
+        t.add_row(Path(a).name, m["target"], m["precision"], format_size(m.get("size_bytes", 0)), *nums, verdict)
         rewrites = ", ".join(f"{r['name']}×{r['changed']}" for r in m.get("rewrites", [])) or "none"
         line = f"{Path(a).name}: rewrites {rewrites}"
         info = m.get("target_info") or {}

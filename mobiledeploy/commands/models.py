@@ -12,32 +12,15 @@ import click
 @click.option("--family", default=None, help="Only this family (ghostnet, ghostnetv2, mobilenetv2, kat).")
 def command(as_json: bool, family: str | None) -> None:
     """List registered models: params, MACs at the default input size, checkpoint layouts."""
-    from mobiledeploy.models import create_model, get_cfg, list_models
-    from mobiledeploy.models.checkpoint import LAYOUTS
-    from mobiledeploy.models.profile import count_macs, count_params
+    # From the precomputed table (held equal to the registry by a test): listing must not import torch.
+    from . import _catalog
 
-    names = list_models(family)
-    if not names:
+    rows = _catalog.model_rows(family)
+    if not rows:
         from mobiledeploy.errors import UserError
 
-        families = sorted({get_cfg(n).family for n in list_models()})
+        families = sorted({r["family"] for r in _catalog.model_rows()})
         raise UserError(f"no models in family {family!r}", f"families: {', '.join(families)}")
-    rows = []
-    for name in names:
-        cfg = get_cfg(name)
-        model = create_model(name)
-        rows.append({
-            "name": name,
-            "family": cfg.family,
-            "params": count_params(model),
-            "macs": count_macs(model, cfg.input_size),
-            "input_size": list(cfg.input_size),
-            "mean": list(cfg.mean),
-            "std": list(cfg.std),
-            "interpolation": cfg.interpolation,
-            "weights_formats": list(cfg.weights_formats),
-            "weights_formats_help": [LAYOUTS[f] for f in cfg.weights_formats],
-        })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -56,4 +39,5 @@ def command(as_json: bool, family: str | None) -> None:
     if not console.is_terminal:  # a log or a pipe: don't squeeze the table into 80 columns
         console = Console(width=160)
     console.print(t)
-    console.print("checkpoint layouts: " + "; ".join(f"{k} = {v}" for k, v in LAYOUTS.items()), style="dim")
+    layouts = _catalog.load()["layouts"]
+    console.print("checkpoint layouts: " + "; ".join(f"{k} = {v}" for k, v in layouts.items()), style="dim")

@@ -72,6 +72,12 @@ class ExecuTorchRunner(Runner):
                                     _SCALAR.get(int(t.dtype()), "float32")))
         return specs
 
+    def output_specs(self) -> list[TensorSpec]:
+        meta = self.method.metadata
+        n = meta.num_outputs()
+        return [TensorSpec(f"output_{i}" if n > 1 else "output", [int(d) for d in meta.output_tensor_meta(i).sizes()],
+                           _SCALAR.get(int(meta.output_tensor_meta(i).dtype()), "float32")) for i in range(n)]
+
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         torch = self.torch
         tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]

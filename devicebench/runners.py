@@ -466,3 +466,5 @@ def _is_registered_model(name: str) -> bool:
     except ImportError:  # a board with only the agent: no model registry there
         return False
     return name in list_models()
+
+from . import executorch_runner  # noqa: E402,F401  (registers ExecuTorchRunner; executorch is imported lazily)

@@ -249,6 +249,12 @@ class ADB:
             raise UserError(f"adb push {Path(local).name} failed: {_tail(proc.stderr + proc.stdout, 2)}",
                             "check free space in /data/local/tmp and the connection")
 
+    def pull(self, remote: str, local: str | Path) -> None:
+        """Copy a file from the phone."""
+        proc = self._run(["-s", self.serial, "pull", remote, str(local)], timeout=max(self.timeout, 300))
+        if proc.returncode != 0 or not Path(local).is_file():
+            raise UserError(f"adb pull {remote} failed: {_tail(proc.stderr + proc.stdout, 2)}", "check the connection")
+
 
 _MAX_FREQS = ('for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do '
               '[ -r "$f" ] && printf "%s\\t%s\\n" "$f" "$(cat "$f")"; done; true')

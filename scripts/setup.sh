@@ -29,3 +29,14 @@ if [ "${MOBILEDEPLOY_SKIP_SYSTEM:-0}" != 1 ] && ! command -v /usr/sbin/sshd >/de
             || echo "warning: could not install openssh-server; SSH bench tests will fail" >&2
     fi
 fi
+# The emulated ARM64 board of the `arm` tests (scripts/arm-board.sh): qemu-user with binfmt_misc.
+if [ "${MOBILEDEPLOY_SKIP_SYSTEM:-0}" != 1 ] && [ "$(uname -m)" != aarch64 ] \
+        && { [ ! -x /usr/bin/qemu-aarch64-static ] || ! command -v update-binfmts >/dev/null 2>&1; }; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing qemu-user-static/binfmt-support (for the emulated ARM64 board tests)" >&2
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user-static binfmt-support >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q qemu-user-static binfmt-support >/dev/null 2>&1; }) \
+            || echo "warning: could not install qemu-user-static; the arm tests will skip with the reason" >&2
+    fi
+fi

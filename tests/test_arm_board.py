@@ -1,0 +1,252 @@
+"""The emulated ARM64 board (scripts/arm-board.sh): artifacts verified on aarch64 LiteRT/onnxruntime kernels.
+
+A real sshd on 127.0.0.1 whose sessions run in an arm64 Debian rootfs under qemu-user with
+QEMU_CPU=neoverse-n1 (NEON, no SVE/SME). Every verify goes through the CLI, ships the agent over
+SSH and judges the board's outputs against PyTorch on the host. Correctness only: no timing here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench_support import REPO, free_port
+from mobiledeploy.cli import main
+
+pytestmark = pytest.mark.arm
+SCRIPT = REPO / "scripts" / "arm-board.sh"
+FP32_BAR = 1e-5
+NEON_CPU = "neoverse-n1"
+
+
+class Board:
+    """A running emulated board: its URL and the ssh config that reaches it."""
+
+    def __init__(self, state: Path, port: int) -> None:
+        self.state, self.port = state, port
+        self.config = state / "ssh_config"
+        self.url = "ssh://arm-board"
+
+    def args(self) -> list[str]:
+        return ["--device", self.url, "--ssh-config", str(self.config)]
+
+    def ssh(self, command: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", str(self.config), "-T", "arm-board", command], input=stdin,
+                              capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def board(tmp_path_factory):
+    """Start the board once per session (the rootfs is cached in the user's cache folder across sessions)."""
+    state = tmp_path_factory.mktemp("arm-board")
+    port = free_port()
+    proc = subprocess.run(["bash", str(SCRIPT), "start", "--state", str(state), "--port", str(port)],
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode == 77:
+        pytest.skip(f"no emulated ARM board on this machine: {proc.stdout.strip()}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    b = Board(state, port)
+    yield b
+    subprocess.run(["bash", str(SCRIPT), "stop", "--state", str(state)], capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Export on demand, once per session: (model, size, precision, targets) → {target: artifact path}."""
+    base = tmp_path_factory.mktemp("arm-artifacts")
+    done: dict[tuple, dict[str, Path]] = {}
+
+    def get(model: str, size: int, precision: str = "fp32", targets: str = "tflite,onnx") -> dict[str, Path]:
+        key = (model, size, precision, targets)
+        if key not in done:
+            out = base / f"{model}_{size}_{precision}"
+            rc = main(["export", model, "-t", targets, "--input-size", str(size), "--precision", precision,
+                       "--out", str(out), "--force"])
+            assert rc == 0, f"export {key} failed"
+            done[key] = {t: next(out.glob(f"*.{t}")) for t in targets.split(",")}
+        return done[key]
+
+    return get
+
+
+def verify_json(args: list[str], capsys) -> tuple[int, dict]:
+    """Run `mobiledeploy verify … --json` in-process; exit code and the JSON it printed."""
+    rc = main(["verify", *args, "--json"])
+    out = capsys.readouterr().out
+    return rc, json.loads(out[out.index("{"):])
+
+
+def neon_problems(facts: dict) -> list[str]:
+    """Why the board's run was not on the NEON path phones take (empty when it was)."""
+    problems = []
+    if facts.get("machine") != "aarch64":
+        problems.append(f"machine is {facts.get('machine')!r}, not aarch64 (x86 ran it?)")
+    feats = set(facts.get("features") or [])
+    if not {"asimd", "asimddp", "asimdhp"} <= feats:
+        problems.append(f"HWCAP lacks NEON/dot-product/fp16: {sorted(feats)}")
+    if feats & {"sve", "sve2", "sme", "sme2"}:
+        problems.append(f"SVE/SME in HWCAP ({sorted(feats & {'sve', 'sve2', 'sme', 'sme2'})}): runtimes take those kernels")
+    if facts.get("vector_path") != "NEON":
+        problems.append(f"vector path {facts.get('vector_path')!r}")
+    if facts.get("emulated_cpu") != NEON_CPU:
+        problems.append(f"QEMU_CPU is {facts.get('emulated_cpu')!r}, not {NEON_CPU}")
+    if set(facts.get("cpuinfo_features") or []) != feats:
+        problems.append("/proc/cpuinfo's Features disagree with HWCAP (the fake cpuinfo drifted from the CPU model)")
+    return problems
+
+
+def check_on_board(res: dict, artifact: Path, bar: float) -> None:
+    """The device figures exist, meet the bar, came from aarch64 on NEON, and landed in the manifest."""
+    dev = res["on_device"]
+    assert res["verified"] is True, dev["parity"]
+    assert dev["parity"]["passed"] is True and dev["parity"]["rel_l2"] <= bar
+    assert dev["parity"]["tolerance"]["rel_l2"] == bar
+    assert neon_problems(dev["facts"]) == []
+    assert dev["facts"]["cpu"] == "2x Neoverse-N1" or dev["facts"]["cpu"].endswith("Neoverse-N1")
+    # The same runtime release as the host: a difference is the ISA's, not a version's.
+    assert dev["runtime"]["version"] and dev["runtime"]["version"] == res["host"]["runtime"]["version"]
+    assert res["host"]["facts"]["machine"] != "aarch64"  # the host figures come from the other ISA
+    m = json.loads(Path(str(artifact) + ".json").read_text())
+    rec = [d for d in m["devices"] if d["device"] == "ssh://arm-board"]
+    assert len(rec) == 1 and rec[0]["verified"] is True and rec[0]["vector_path"] == "NEON"
+    assert rec[0]["rel_l2"] == pytest.approx(dev["parity"]["rel_l2"]) and rec[0]["sha256"] == m["sha256"]
+
+
+# --- the board itself -----------------------------------------------------------------------------
+
+
+def test_neon_check_catches_a_drifted_cpu_model(board):
+    """The ISA probe on the board: NEON with neoverse-n1; SME with qemu's default `max` (so the check can fail)."""
+    probe = (REPO / "devicebench" / "device.py").read_text() + "\nimport json\nprint(json.dumps(isa_facts()))\n"
+    good = board.ssh("python3 -", probe.encode())
+    assert good.returncode == 0, good.stderr.decode()[-2000:]
+    facts = json.loads(good.stdout)
+    facts["features"] = facts.get("hwcap")
+    assert neon_problems(facts) == []
+    drifted = board.ssh("QEMU_CPU=max python3 -", probe.encode())
+    assert drifted.returncode == 0, drifted.stderr.decode()[-2000:]
+    bad = json.loads(drifted.stdout)
+    bad["features"] = bad.get("hwcap")
+    assert bad["vector_path"] == "SME"
+    assert any("SVE/SME" in p for p in neon_problems(bad)) and any("QEMU_CPU" in p for p in neon_problems(bad))
+
+
+def test_rootfs_is_cached_and_reused(board):
+    proc = subprocess.run(["bash", str(SCRIPT), "build"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    root = Path(proc.stdout.strip().splitlines()[-1])
+    assert root.is_dir() and (root.parent / ".complete").exists()
+    assert "building" not in proc.stderr  # the cached rootfs, not a rebuild
+
+
+def test_not_root_skips_with_the_reason(tmp_path):
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "id").write_text("#!/bin/sh\n[ \"$1\" = -u ] && echo 1000 || echo nobody\n")
+    (shim / "id").chmod(0o755)
+    env = dict(os.environ, PATH=f"{shim}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", str(SCRIPT), "check"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 77 and proc.stdout.startswith("skip: needs root"), proc.stdout + proc.stderr
+
+
+# --- fp32 parity on ARM kernels ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["ghostnetv2_100", "ghostnet_050", "mobilenetv2_035"])
+@pytest.mark.parametrize("target", ["tflite", "onnx"])
+def test_fp32_on_the_board(board, exported, model, target, capsys):
+    artifact = exported(model, 64)[target]
+    rc, res = verify_json([str(artifact), *board.args(), "--random", "2"], capsys)
+    assert rc == 0, res
+    check_on_board(res, artifact, FP32_BAR)
+    vs = res["device_vs_host"]
+    assert vs["rel_l2"] <= FP32_BAR and vs["top1_agreement"] == 1.0
+
+
+def test_full_size_ghostnetv2_on_the_board(board, exported, capsys):
+    artifact = exported("ghostnetv2_100", 224, targets="tflite")["tflite"]
+    rc, res = verify_json([str(artifact), *board.args(), "--random", "1"], capsys)
+    assert rc == 0, res
+    check_on_board(res, artifact, FP32_BAR)
+
+
+def test_fp16_judged_by_its_bar_on_the_board(board, exported, capsys):
+    artifact = exported("mobilenetv2_035", 64, "fp16", "tflite")["tflite"]
+    rc, res = verify_json([str(artifact), *board.args(), "--random", "2"], capsys)
+    assert rc == 0, res
+    check_on_board(res, artifact, 2e-2)
+    assert res["precision"] == "fp16" and res["on_device"]["parity"]["rel_l2"] > 1e-6  # really fp16 weights
+
+
+def test_int8_judged_on_held_out_images_on_the_board(board, digits, tmp_path, capsys):
+    """The trained digits classifier, int8 TFLite calibrated on training images, judged on test images.
+
+    verify judges int8 on images drawn from the calibration folder the manifest records; once the export
+    is done that folder is refilled with held-out test images, so the judged images are ones the
+    quantizer never saw (a random-weight model has no meaningful int8 bar, see exporters/parity.py).
+    """
+    from skimage import io
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, img in enumerate(digits.x_train[:64]):
+        io.imsave(str(calib / f"train_{i:03d}.png"), img.round().astype(np.uint8), check_contrast=False)
+    out = tmp_path / "out"
+    rc = main(["export", "mobilenetv2_035", "--weights", str(digits.trained.checkpoint), "--input-size",
+               str(digits.trained.size), "-t", "tflite", "--precision", "int8", "--calibration", str(calib),
+               "--out", str(out)])
+    assert rc == 0
+    artifact = next(out.glob("*.tflite"))
+    for p in calib.iterdir():
+        p.unlink()
+    for i, img in enumerate(digits.x_test[:24]):
+        io.imsave(str(calib / f"test_{i:03d}.png"), img.round().astype(np.uint8), check_contrast=False)
+    rc, res = verify_json([str(artifact), *board.args(), "--random", "1"], capsys)
+    par = res["on_device"]["parity"]
+    assert par["inputs"] and all(n.startswith("calib:test_") for n in par["inputs"]), par["inputs"]
+    assert "random:seed=0#0" in par["informational"]["inputs"]  # noise is run and reported, not judged
+    assert rc == 0, par
+    check_on_board(res, artifact, par["tolerance"]["rel_l2"])
+    assert par["tolerance"]["rel_l2"] > 1e-3  # the int8 bar, not fp32's
+
+
+def _break_weights(artifact: Path) -> None:
+    """Negate the largest float weight buffer in a .tflite and re-record its sha256: a wrong but consistent artifact."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from mobiledeploy import manifest as mf
+
+    buf = bytearray(artifact.read_bytes())
+    model = schema.Model.GetRootAs(buf, 0)
+    best = max(range(model.BuffersLength()), key=lambda i: model.Buffers(i).DataLength())
+    data = model.Buffers(best).DataAsNumpy()
+    assert model.Buffers(best).DataLength() > 1000 and data.flags.writeable
+    w = data.view(np.float32)
+    w *= -1.0
+    artifact.write_bytes(bytes(buf))
+    man = mf.manifest_path(artifact)
+    m = json.loads(man.read_text())
+    m["sha256"] = mf.sha256(artifact)
+    man.write_text(json.dumps(m))
+
+
+def test_wrong_artifact_fails_on_the_board_as_on_the_host(board, exported, tmp_path, capsys):
+    good = exported("mobilenetv2_035", 64)["tflite"]
+    bad = tmp_path / good.name
+    bad.write_bytes(good.read_bytes())
+    Path(str(bad) + ".json").write_text(Path(str(good) + ".json").read_text())
+    _break_weights(bad)
+    rc_host = main(["verify", str(bad)])
+    assert rc_host != 0 and "fails the fp32 parity check" in capsys.readouterr().err
+    rc, res = verify_json([str(bad), *board.args(), "--random", "1"], capsys)
+    assert rc != 0 and res["verified"] is False
+    assert res["on_device"]["parity"]["rel_l2"] > 1e-2 and res["host"]["verified"] is False
+    assert neon_problems(res["on_device"]["facts"]) == []  # it did run there, and failed there
+    m = json.loads(Path(str(bad) + ".json").read_text())
+    assert [d["verified"] for d in m["devices"]] == [False]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..errors import ProgramTypeError
 from ..registry import register_op
@@ -67,3 +68,15 @@ def l2_norm(x, epsilon=1e-6):
     t = tt(x)
     ss = (t * t).sum((-3, -2, -1), keepdim=True)
     return back(t / torch.sqrt(ss + float(scalar(f32(epsilon)))), dt)
+
+
+@register_op()
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """x / (k + alpha/size · Σ x²)^beta, the sum over `size` neighbouring channels (axis 1; the window
+    reaches size//2 channels back and (size−1)//2 forward, as PyTorch's LocalResponseNorm)."""
+    dt = split_type(x, **{n: v for n, v in (('alpha', alpha), ('beta', beta), ('k', k)) if isinstance(v, np.ndarray)})
+    floating(x)
+    if np.ndim(x) < 3:
+        raise ProgramTypeError(f"local_response_norm needs rank ≥ 3, got shape {np.shape(x)}")
+    a, b, kk = (float(scalar(f32(v))) for v in (alpha, beta, k))
+    return back(F.local_response_norm(tt(x), int(scalar(size)), a, b, kk), dt)

@@ -19,8 +19,11 @@ from .targets import ExportRequest, TargetResult, register_target
 # Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
 REQUIRES = ("litert_torch", "ai_edge_litert")
 # Flatbuffer passes for every .tflite, in order; issue 7's metadata writer is one more name here.
-# The gate multiply goes first: it consumes the 2x resizes feeding a MUL; the rest become DEPTH_TO_SPACE.
-FB_PASSES = ["nearest_gate_broadcast_mul", "nearest_to_depth_to_space"]
+# The gate multiply goes first: it consumes the 2x resizes feeding a MUL; the rest become DEPTH_TO_SPACE
+# (or per-axis copies when H and W differ); stepped slices and wide concats (odd resizes) last, so that
+# every nearest resize stays inside one XNNPACK partition.
+FB_PASSES = ["nearest_gate_broadcast_mul", "nearest_to_depth_to_space", "nearest_axis_repeat",
+             "strided_slice_as_depthwise", "split_wide_concatenations"]
 _DTYPES = {np.float32: "float32", np.float16: "float16", np.int32: "int32", np.int64: "int64", np.int8: "int8",
            np.uint8: "uint8"}
 

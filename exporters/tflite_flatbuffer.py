@@ -253,6 +253,145 @@ def nearest_gate_broadcast_mul(model: Any, options: dict) -> int:
     return n
 
 
+# XNNPACK's delegate takes CONCATENATION with 2 to 5 inputs; a wider one stays on the CPU and cuts the
+# graph into several partitions (an odd nearest resize written as slices + concat has 7-9 pieces).
+CONCAT_MAX_INPUTS = 4
+
+
+@register_fb_pass("split_wide_concatenations")
+def split_wide_concatenations(model: Any, options: dict) -> int:
+    """CONCATENATION of more than 4 inputs → a tree of concatenations of at most 4 (XNNPACK's limit; exact)."""
+    s = schema()
+    n = 0
+    for graph in model.subgraphs:
+        new_ops = []
+        for op in graph.operators:
+            opts = op.builtinOptions
+            if (op_name(model, op) != "CONCATENATION" or len(op.inputs) <= CONCAT_MAX_INPUTS
+                    or getattr(opts, "fusedActivationFunction", 0)):
+                new_ops.append(op)
+                continue
+            out = graph.tensors[int(op.outputs[0])]
+            axis = int(opts.axis) % len(out.shape)
+            srcs = [int(t) for t in op.inputs]
+            while len(srcs) > CONCAT_MAX_INPUTS:
+                groups = [srcs[i:i + CONCAT_MAX_INPUTS] for i in range(0, len(srcs), CONCAT_MAX_INPUTS)]
+                srcs = []
+                for g in groups:
+                    if len(g) == 1:
+                        srcs.append(g[0])
+                        continue
+                    shape = [int(d) for d in graph.tensors[g[0]].shape]
+                    shape[axis] = sum(int(graph.tensors[t].shape[axis]) for t in g)
+                    t = add_tensor(model, graph, f"{_name(out)}/concat_part", shape, out.type)
+                    graph.tensors[t].quantization = out.quantization
+                    new_ops.append(_concat(model, g, t, axis))
+                    srcs.append(t)
+            new_ops.append(_concat(model, srcs, int(op.outputs[0]), axis))
+            n += 1
+        graph.operators = new_ops
+    return n
+
+
+@register_fb_pass("strided_slice_as_depthwise")
+def strided_slice_as_depthwise(model: Any, options: dict) -> int:
+    """Stepped STRIDED_SLICE → SLICE + 1×1 depthwise conv (weight 1, stride = step), which XNNPACK runs (exact)."""
+    n = 0
+    for graph in model.subgraphs:
+        new_ops = []
+        for op in graph.operators:
+            plan = _stepped_slice(model, graph, op)
+            if plan is None:
+                new_ops.append(op)
+                continue
+            begin, size, steps = plan
+            x, y = int(op.inputs[0]), int(op.outputs[0])
+            xt, out = graph.tensors[x], [int(d) for d in graph.tensors[y].shape]
+            src, tag = x, f"{_name(xt)}/stepped"
+            if begin != [0, 0, 0, 0] or size != [int(d) for d in xt.shape]:
+                src = add_tensor(model, graph, tag + "/window", size, xt.type)
+                new_ops.append(_slice(model, graph, x, src, begin, size))
+            if steps[3] == 1:  # steps on axes 1, 2: they are the conv's H and W, axis 3 its channels
+                new_ops.append(_pick_conv(model, graph, src, y, size[3], steps[1], steps[2]))
+            else:  # steps on axes 2, 3 (an NCHW map): fold axes 0-1 into the batch, one channel
+                op_a, flat = _reshape(model, graph, src, [size[0] * size[1], size[2], size[3], 1], tag + "/nhw1")
+                picked = add_tensor(model, graph, tag + "/picked", [size[0] * size[1], out[2], out[3], 1], xt.type)
+                op_b, _ = _reshape(model, graph, picked, out, tag + "/back", out=y)
+                new_ops += [op_a, _pick_conv(model, graph, flat, picked, 1, steps[2], steps[3]), op_b]
+            n += 1
+        graph.operators = new_ops
+    return n
+
+
+def _pick_conv(model: Any, graph: Any, src: int, out: int, channels: int, sh: int, sw: int) -> Any:
+    """A 1×1 depthwise conv with weight 1 and bias 0: every sh-th row and sw-th column of src, unchanged."""
+    s = schema()
+    # x·1 + 0 is x exactly (and int8 quantizes the weight 1 exactly: scale 1/127, value 127).
+    tag = _name(graph.tensors[out])
+    w = add_tensor(model, graph, tag + "/pick_w", [1, 1, 1, channels], s.TensorType.FLOAT32,
+                   np.ones(channels, np.float32).tobytes())
+    b = add_tensor(model, graph, tag + "/pick_b", [channels], s.TensorType.FLOAT32,
+                   np.zeros(channels, np.float32).tobytes())
+    dw = s.OperatorT()
+    dw.opcodeIndex = opcode_index(model, "DEPTHWISE_CONV_2D")
+    dw.inputs = np.array([src, w, b], dtype=np.int32)
+    dw.outputs = np.array([out], dtype=np.int32)
+    dw.builtinOptionsType = s.BuiltinOptions.DepthwiseConv2DOptions
+    dw.builtinOptions = s.DepthwiseConv2DOptionsT(padding=s.Padding.VALID, strideW=sw, strideH=sh, depthMultiplier=1)
+    return dw
+
+
+def _stepped_slice(model: Any, graph: Any, op: Any) -> tuple[list[int], list[int], list[int]] | None:
+    """(begin, window size, steps) of a 4-D fp32 STRIDED_SLICE with steps > 1 on axes 1-2 or 2-3 only."""
+    if op_name(model, op) != "STRIDED_SLICE" or len(op.inputs) < 4:
+        return None
+    opts = op.builtinOptions
+    if opts is not None and (opts.ellipsisMask or opts.newAxisMask or opts.shrinkAxisMask):
+        return None
+    xt, yt = graph.tensors[int(op.inputs[0])], graph.tensors[int(op.outputs[0])]
+    consts = [const_data(model, graph.tensors[int(t)]) for t in op.inputs[1:4]]
+    if (xt.type != schema().TensorType.FLOAT32 or any(c is None for c in consts) or xt.shape is None
+            or yt.shape is None or len(xt.shape) != 4 or len(yt.shape) != 4 or min(yt.shape) <= 0):
+        return None
+    begin, _, steps = (np.frombuffer(c.tobytes(), np.int32).tolist() for c in consts)
+    if len(steps) != 4 or min(steps) < 1 or max(steps) == 1 or steps[0] != 1 or (steps[1] > 1 and steps[3] > 1):
+        return None
+    mask = opts.beginMask if opts is not None else 0
+    shape, out = [int(d) for d in xt.shape], [int(d) for d in yt.shape]
+    begin = [0 if mask >> i & 1 else (b + shape[i] if b < 0 else b) for i, b in enumerate(begin)]
+    size = [(out[i] - 1) * steps[i] + 1 for i in range(4)]  # the window whose every step-th row is the output
+    if any(b < 0 or b + k > d for b, k, d in zip(begin, size, shape)):
+        return None
+    return begin, size, steps
+
+
+def _slice(model: Any, graph: Any, src: int, out: int, begin: list[int], size: list[int]) -> Any:
+    s = schema()
+    b = add_tensor(model, graph, f"{_name(graph.tensors[out])}/begin", [4], s.TensorType.INT32,
+                   np.array(begin, np.int32).tobytes())
+    z = add_tensor(model, graph, f"{_name(graph.tensors[out])}/size", [4], s.TensorType.INT32,
+                   np.array(size, np.int32).tobytes())
+    op = s.OperatorT()
+    op.opcodeIndex = opcode_index(model, "SLICE")
+    op.inputs = np.array([src, b, z], dtype=np.int32)
+    op.outputs = np.array([out], dtype=np.int32)
+    op.builtinOptionsType = s.BuiltinOptions.SliceOptions
+    op.builtinOptions = s.SliceOptionsT()
+    return op
+
+
+def _concat(model: Any, inputs: list[int], output: int, axis: int) -> Any:
+    s = schema()
+    cat = s.OperatorT()
+    cat.opcodeIndex = opcode_index(model, "CONCATENATION")
+    cat.inputs = np.array(inputs, dtype=np.int32)
+    cat.outputs = np.array([output], dtype=np.int32)
+    cat.builtinOptionsType = s.BuiltinOptions.ConcatenationOptions
+    cat.builtinOptions = s.ConcatenationOptionsT()
+    cat.builtinOptions.axis = axis
+    return cat
+
+
 def _reshape(model: Any, graph: Any, src: int, shape: list[int], name: str, out: int | None = None) -> tuple[Any, int]:
     """A RESHAPE op of tensor src to a static shape (a new output tensor unless `out` is given)."""
     s = schema()
@@ -281,6 +420,12 @@ def _concat_plan(copies: int) -> list[int]:
 
 def _integer_nearest_factor(model: Any, graph: Any, op: Any) -> int | None:
     """q when op is an NHWC nearest resize by the same integer q on both axes whose sampling is floor-exact."""
+    f = _integer_nearest_factors(model, graph, op)
+    return f[0] if f is not None and f[0] == f[1] and f[0] > 1 else None
+
+
+def _integer_nearest_factors(model: Any, graph: Any, op: Any) -> tuple[int, int] | None:
+    """(q_h, q_w) when op is an NHWC nearest resize by an integer factor on each axis (floor-exact sampling)."""
     if op_name(model, op) != "RESIZE_NEAREST_NEIGHBOR":
         return None
     opts = op.builtinOptions
@@ -291,9 +436,40 @@ def _integer_nearest_factor(model: Any, graph: Any, op: Any) -> int | None:
         return None
     if ys[1] % xs[1] or ys[2] % xs[2] or xs[3] != ys[3] or xs[0] != ys[0]:
         return None
-    q = int(ys[1] // xs[1])
     # With an integer factor, floor((dst + 0.5)/q) == floor(dst/q): half-pixel centers agree too.
-    return q if q > 1 and ys[2] // xs[2] == q else None
+    return int(ys[1] // xs[1]), int(ys[2] // xs[2])
+
+
+@register_fb_pass("nearest_axis_repeat")
+def nearest_axis_repeat(model: Any, options: dict) -> int:
+    """Integer nearest resize with unequal H/W factors → CONCATENATION copies + RESHAPE per axis (exact)."""
+    n = 0
+    for graph in model.subgraphs:
+        new_ops = []
+        for op in graph.operators:
+            f = _integer_nearest_factors(model, graph, op)
+            if f is None or f[0] == f[1]:
+                new_ops.append(op)
+                continue
+            (qh, qw), x, y = f, int(op.inputs[0]), int(op.outputs[0])
+            xt = graph.tensors[x]
+            nb, h, w, c = (int(d) for d in xt.shape)
+            cur, tag = x, f"{_name(xt)}/nearest{qh}x{qw}"
+            if qw > 1:  # q copies along channels read as q neighbouring columns
+                wide = add_tensor(model, graph, tag + "/cols", [nb, h, w, qw * c], xt.type)
+                new_ops.append(_concat(model, [cur] * qw, wide, 3))
+                last = qh == 1
+                op_r, cur = _reshape(model, graph, wide, [nb, h, w * qw, c], tag + "/w", out=y if last else None)
+                new_ops.append(op_r)
+                w *= qw
+            if qh > 1:  # each row's W·C values repeated q times, then read as q rows
+                op_a, flat = _reshape(model, graph, cur, [nb, h, 1, w * c], tag + "/rows_in")
+                tall = add_tensor(model, graph, tag + "/rows", [nb, h, qh, w * c], xt.type)
+                op_b, _ = _reshape(model, graph, tall, [nb, h * qh, w, c], tag + "/h", out=y)
+                new_ops += [op_a, _concat(model, [flat] * qh, tall, 2), op_b]
+            n += 1
+        graph.operators = new_ops
+    return n
 
 
 def _name(t: Any) -> str:

@@ -47,7 +47,8 @@ def _tflite(tmp_path: Path) -> Path:
     edge = litert_torch.convert(prog.module(), (x,))
     data = edge.model_content() if callable(getattr(edge, "model_content", None)) else edge.model_content
     data, applied = run_fb_passes(bytes(data), FB_PASSES)
-    assert {a["name"] for a in applied} == set(FB_PASSES), applied  # both passes really ran
+    ran = {a["name"] for a in applied}
+    assert {"nearest_gate_broadcast_mul", "nearest_to_depth_to_space"} <= ran, applied  # both resize passes ran
     path = tmp_path / "gates.tflite"
     path.write_bytes(data)
     return path

@@ -221,6 +221,23 @@ def _onnx_sidecars(path: Path) -> list[Path]:
     return [path.parent / n for n in sorted(names)]
 
 
+def agent_modules(here: Path) -> list[str]:
+    """AGENT_FILES plus every devicebench module they import relatively (a runner registered from its own
+    file, e.g. `from . import executorch_runner`, must travel too or the agent cannot even start)."""
+    import ast
+
+    todo, seen = list(AGENT_FILES), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or not (here / name).is_file():
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((here / name).read_text(), filename=name)):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo += [f"{node.module}.py"] if node.module else [f"{a.name}.py" for a in node.names]
+    return sorted(seen)
+
+
 def _pkg_files() -> dict[str, bytes]:
     """The agent's files as they will sit under pkg/ on the board."""
     import mobiledeploy
@@ -234,7 +251,7 @@ def _pkg_files() -> dict[str, bytes]:
         "pkg/mobiledeploy/errors.py": Path(errors_mod.__file__).read_bytes(),
         "pkg/mobiledeploy/versions.py": Path(versions_mod.__file__).read_bytes(),
     }
-    for name in AGENT_FILES:
+    for name in agent_modules(here):
         files[f"pkg/mobiledeploy/devicebench/{name}"] = (here / name).read_bytes()
     return files
 

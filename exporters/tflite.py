@@ -38,7 +38,7 @@ def convert(req: ExportRequest) -> TargetResult:
 
     if req.precision not in ("fp32", "fp16"):
         raise UserError(f"--precision {req.precision} is not supported for tflite", "use fp32 or fp16")
-    module = req.program.module()
+    module = _eval_module(req.program)
     try:
         with _quiet():
             edge = litert_torch.convert(module, tuple(req.example_inputs))
@@ -58,6 +58,14 @@ def convert(req: ExportRequest) -> TargetResult:
         outputs=info.pop("outputs"),
         extra={**info, "flatbuffer_passes": applied},
     )
+
+
+def _eval_module(program: Any) -> Any:
+    """The program as a module flagged eval when its graph is (litert-torch warns "converted in training mode" otherwise)."""
+    from .eval_mode import mark_eval, training_ops
+
+    module = program.module()
+    return module if training_ops(program) else mark_eval(module)
 
 
 class _quiet:

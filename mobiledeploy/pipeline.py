@@ -185,6 +185,9 @@ def _load_pt2(spec: str, weights: str | None) -> Source:
         prog = torch.export.load(str(p))
     except Exception as e:  # a foreign or corrupt archive
         raise UserError(f"cannot load {p.name} as a torch.export program: {str(e).splitlines()[0][:200]}") from None
+    from mobiledeploy.exporters.eval_mode import require_eval_mode
+
+    require_eval_mode(prog, p.name)  # a training-mode graph can never pass parity: say why, in one line
     shapes = [n.meta["val"].shape for n in prog.graph.nodes
               if n.op == "placeholder" and n.name in prog.graph_signature.user_inputs]
     shape = tuple(int(d) if isinstance(d, int) else -1 for d in shapes[0]) if shapes else (3, 224, 224)

@@ -317,6 +317,11 @@ def bench_ssh(url: str, artifacts: Sequence[str], runtime: str, proto: Protocol,
     result = run_agent(url, artifacts, lambda paths: agent_argv(proto, runtime, paths), opts, progress=progress)
     for r in result.get("results", []):
         r["device"] = result["device"]
+    emulated = (result["device"].get("isa") or {}).get("emulated_cpu")
+    if emulated:  # scripts/arm-board.sh, or any qemu-user board: its milliseconds are qemu's, not a CPU's
+        result.setdefault("notes", []).append(
+            f"{url} is emulated (qemu-user, QEMU_CPU={emulated}): these latencies say nothing about a phone "
+            "or a board; use it for numerics (verify --device), not timing")
     return result
 
 

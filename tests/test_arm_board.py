@@ -250,3 +250,15 @@ def test_wrong_artifact_fails_on_the_board_as_on_the_host(board, exported, tmp_p
     assert neon_problems(res["on_device"]["facts"]) == []  # it did run there, and failed there
     m = json.loads(Path(str(bad) + ".json").read_text())
     assert [d["verified"] for d in m["devices"]] == [False]
+
+
+def test_bench_reaches_the_board_and_says_it_is_emulated(board, exported, tmp_path, capsys):
+    artifact = exported("mobilenetv2_035", 64)["tflite"]
+    out = tmp_path / "board.json"
+    rc = main(["bench", str(artifact), *board.args(), "--runs", "2", "--warmup", "0", "--json", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    run = json.loads(out.read_text())
+    assert run["device"]["isa"]["machine"] == "aarch64" and run["device"]["isa"]["vector_path"] == "NEON"
+    assert run["results"][0]["runtime"]["name"] == "litert" and run["results"][0]["runtime"]["partitions"] == 1
+    assert "emulated" in err and "say nothing about a phone" in err

@@ -78,11 +78,9 @@ def _ours(name: str, weights: Path, folder: Path) -> dict[str, Path]:
 
 def _parity(model: torch.nn.Module, target: str, path: Path) -> dict:
     from mobiledeploy.exporters import parity
-    from mobiledeploy.exporters.runtimes import get_runtime
-    from mobiledeploy.exporters.targets import get_target
+    from mobiledeploy.devicebench.runners import run_artifact
 
-    get_target(target)
-    run = get_runtime(target)
+    run = run_artifact
     batch = parity.samples([[1, 3, 224, 224]], (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     name_in, name_out = _io_names(target, path)
     rep = parity.check(model, run, path, [name_in], [name_out], batch)

@@ -31,6 +31,7 @@ class TensorSpec:
     name: str
     shape: list[int]  # -1 marks a dynamic dim until the manifest (or batch 1) fills it
     dtype: str
+    quantization: tuple[float, int] | None = None  # (scale, zero point) of an integer tensor standing for floats
 
 
 class Runner:
@@ -40,6 +41,14 @@ class Runner:
     suffixes: ClassVar[tuple[str, ...]] = ()
     extra: ClassVar[str] = ""  # the mobiledeploy extra that brings the runtime
     board_pip: ClassVar[str] = ""  # what to pip install on a board that runs only the agent
+    # A reference implementation, not a device runtime: parity may use it where the real runtime cannot
+    # run (Core ML off macOS), `bench` never picks it by itself (its speed says nothing about a device).
+    reference: ClassVar[bool] = False
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this host can run the runtime at all (e.g. Core ML needs macOS)."""
+        return True
 
     def __init__(self, artifact: str, threads: int) -> None:
         self.artifact = artifact
@@ -49,9 +58,18 @@ class Runner:
         """The inputs the loaded artifact expects (-1 where a dim is dynamic)."""
         raise NotImplementedError
 
+    def output_specs(self) -> list[TensorSpec]:
+        """The outputs, in the order `prepare`'s call returns them."""
+        raise NotImplementedError
+
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         """Bind inputs once; the returned call feeds them, runs once and fetches every output."""
         raise NotImplementedError
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once on `inputs` (by input name); every output by name, as numpy arrays."""
+        outs = self.prepare({k: np.ascontiguousarray(v) for k, v in inputs.items()})()
+        return {s.name: np.array(o) for s, o in zip(self.output_specs(), outs)}
 
     def info(self) -> dict[str, Any]:
         """Runtime facts for the result: name, version, delegate, threads, node counts, partitions."""
@@ -142,6 +160,9 @@ class OnnxRuntimeRunner(Runner):
 
     def input_specs(self) -> list[TensorSpec]:
         return [TensorSpec(i.name, _dims(i.shape), _np_dtype(i.type)) for i in self.session.get_inputs()]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(o.name, _dims(o.shape), _np_dtype(o.type)) for o in self.session.get_outputs()]
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         run, feeds = self.session.run, dict(inputs)
@@ -257,9 +278,29 @@ class LiteRTRunner(Runner):
         with quiet_native_stderr(LITERT_NOISE):  # the delegate announces itself once per process, on fd 2
             self.interp.allocate_tensors()
 
+    def _names(self, kind: str) -> dict[int, str]:
+        """Tensor index → the signature's name for it (what converters and manifests call the I/O)."""
+        sigs = self.interp.get_signature_list()
+        if len(sigs) != 1:
+            return {}
+        runner = self.interp.get_signature_runner(next(iter(sigs)))
+        details = runner.get_input_details() if kind == "inputs" else runner.get_output_details()
+        return {int(d["index"]): name for name, d in details.items()}
+
+    def _specs(self, details: list[dict[str, Any]], names: dict[int, str]) -> list[TensorSpec]:
+        out = []
+        for d in details:
+            scale, zero = d.get("quantization", (0.0, 0))
+            quant = (float(scale), int(zero)) if scale and np.dtype(d["dtype"]).kind in "iu" else None
+            out.append(TensorSpec(names.get(int(d["index"]), d["name"]), _dims(d.get("shape_signature", d["shape"])),
+                                  np.dtype(d["dtype"]).name, quant))
+        return out
+
     def input_specs(self) -> list[TensorSpec]:
-        return [TensorSpec(d["name"], _dims(d.get("shape_signature", d["shape"])), np.dtype(d["dtype"]).name)
-                for d in self.interp.get_input_details()]
+        return self._specs(self.interp.get_input_details(), self._names("inputs"))
+
+    def output_specs(self) -> list[TensorSpec]:
+        return self._specs(self.interp.get_output_details(), self._names("outputs"))
 
     def resize(self, specs: list[TensorSpec]) -> None:
         """Give dynamic inputs the manifest's concrete shapes."""
@@ -273,7 +314,7 @@ class LiteRTRunner(Runner):
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         it = self.interp
-        ins = [(d["index"], inputs[d["name"]]) for d in it.get_input_details()]
+        ins = [(d["index"], inputs[s.name]) for d, s in zip(it.get_input_details(), self.input_specs())]
         outs = [d["index"] for d in it.get_output_details()]
         set_tensor, invoke, get_tensor = it.set_tensor, it.invoke, it.get_tensor
 
@@ -296,7 +337,7 @@ class LiteRTRunner(Runner):
             d["delegate"] = "XNNPACK (default)" if counts["partitions"] else None
         return d
 
-    def delegation(self) -> dict[str, int] | None:
+    def delegation(self) -> dict[str, Any] | None:
         """Delegated/total nodes and partitions, from the node list after delegation.
 
         Every DELEGATE node is one partition; the original nodes it replaced are found by walking
@@ -324,7 +365,9 @@ class LiteRTRunner(Runner):
                 if node not in delegated:
                     delegated.add(node)
                     todo.extend(int(x) for x in by_index[node]["inputs"])
-        return {"delegated_nodes": len(delegated), "total_nodes": len(original), "partitions": len(delegates)}
+        left = sorted({o["op_name"] for o in original if o["index"] not in delegated})
+        return {"delegated_nodes": len(delegated), "total_nodes": len(original), "partitions": len(delegates),
+                "undelegated_ops": left}
 
     def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
         return {"available": False,
@@ -364,6 +407,9 @@ class TorchRunner(Runner):
 
     def input_specs(self) -> list[TensorSpec]:
         return list(self._specs)
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec("output", [-1], "float32")]
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         torch = self.torch
@@ -407,6 +453,16 @@ class CoreMLRunner(Runner):
     extra = "coreml"
     board_pip = "numpy coremltools   (macOS only)"
 
+    @classmethod
+    def available(cls) -> bool:
+        if sys.platform != "darwin":
+            return False
+        try:
+            import coremltools.libcoremlpython  # noqa: F401  (coremltools' bridge to the Core ML framework)
+        except ImportError:
+            return False
+        return True
+
     def __init__(self, artifact: str, threads: int) -> None:
         super().__init__(artifact, threads)
         if sys.platform != "darwin":
@@ -415,21 +471,88 @@ class CoreMLRunner(Runner):
         ct = _require("coremltools", type(self))
         self.ct = ct
         self.model = ct.models.MLModel(artifact, compute_units=ct.ComputeUnit.CPU_ONLY)
+        self.spec = self.model.get_spec()
 
     def input_specs(self) -> list[TensorSpec]:
         specs = []
-        for inp in self.model.get_spec().description.input:
+        for inp in self.spec.description.input:
             arr = inp.type.multiArrayType
             specs.append(TensorSpec(inp.name, [int(s) for s in arr.shape] or [1], "float32"))
         return specs
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(o.name, [-1], "float32") for o in self.spec.description.output]
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         predict, feeds = self.model.predict, dict(inputs)
         return lambda: predict(feeds)
 
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """MLModel.predict with pixels as PIL images; the class→probability dict as an array in label order."""
+        from PIL import Image
+
+        from mobiledeploy.exporters.mlinterp.model import class_labels
+
+        feeds = {}
+        for i in self.spec.description.input:
+            a = np.asarray(inputs[i.name])
+            if i.type.WhichOneof("Type") == "imageType":
+                a = a.reshape(a.shape[-3:]).transpose(1, 2, 0) if a.shape[-3] == 3 else a.reshape(a.shape[-3:])
+                feeds[i.name] = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "RGB")
+            else:
+                feeds[i.name] = a
+        raw = self.model.predict(feeds)
+        labels = class_labels(self.spec, Path(self.artifact))
+        out = {}
+        for o in self.spec.description.output:
+            v = raw[o.name]
+            if isinstance(v, dict):
+                out[o.name] = np.array([[v[k] for k in (labels or list(v))]], dtype=np.float32)
+            else:
+                out[o.name] = np.array([v]) if isinstance(v, str) else np.asarray(v)
+        return out
+
     def info(self) -> dict[str, Any]:
         d = super().info()
         d.update(version=self.ct.__version__, delegate="CPU_ONLY", threads=None)
+        return d
+
+
+@register_runner
+class CoreMLInterpreterRunner(Runner):
+    """mobiledeploy's Core ML reference interpreter (numpy, the MIL op specs): parity off macOS, never timing."""
+
+    name = "mlinterp"
+    suffixes = (".mlpackage",)
+    extra = "coreml"
+    board_pip = "numpy coremltools"
+    reference = True
+
+    def __init__(self, artifact: str, threads: int) -> None:
+        super().__init__(artifact, threads)
+        from mobiledeploy.exporters.mlinterp import CoreMLModel
+
+        self.model = CoreMLModel(artifact)
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(i.name, [-1], "float32") for i in self.model.description.input]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(o.name, [-1], "float32") for o in self.model.description.output]
+
+    def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
+        predict, feeds, names = self.model.predict, dict(inputs), [s.name for s in self.output_specs()]
+
+        def call() -> list[Any]:
+            out = predict(feeds)
+            return [out[n] for n in names]
+
+        return call
+
+    def info(self) -> dict[str, Any]:
+        d = super().info()
+        d.update(name="mobiledeploy Core ML reference interpreter", version=dist_version("mobiledeploy", missing=None),
+                 delegate=None, threads=1)
         return d
 
 
@@ -444,7 +567,7 @@ def runner_for(artifact: str, runtime: str = "auto") -> type[Runner]:
                         "check the path, or give a registered model name (see `mobiledeploy models`)")
     if runtime == "auto":
         for cls in _RUNNERS.values():
-            if suffix in cls.suffixes:
+            if suffix in cls.suffixes and not cls.reference:
                 return cls
         raise UserError(f"no runtime for '{suffix or path.name}' files: {artifact}",
                         f"pass --runtime ({', '.join(_RUNNERS)}) or an artifact ending in "
@@ -466,5 +589,38 @@ def _is_registered_model(name: str) -> bool:
     except ImportError:  # a board with only the agent: no model registry there
         return False
     return name in list_models()
+
+
+def host_runner_class(artifact: str | Path) -> type[Runner] | None:
+    """The runner that checks an artifact's numerics on this host: its real runtime where this host has it,
+    else a reference implementation (Core ML's interpreter off macOS), else None."""
+    suffix = Path(artifact).suffix.lower()
+    fitting = [c for c in _RUNNERS.values() if suffix in c.suffixes]
+    for cls in sorted(fitting, key=lambda c: c.reference):
+        if cls.available():
+            return cls
+    return None
+
+
+_LOADED: dict[tuple[str, int, str, int], Runner] = {}
+
+
+def load_runner(artifact: str | Path, threads: int = 1, cls: type[Runner] | None = None) -> Runner:
+    """A loaded runner for an artifact, kept while the file is unchanged (parity runs it once per sample)."""
+    p = Path(artifact).resolve()
+    cls = cls or host_runner_class(p)
+    if cls is None:
+        raise UserError(f"no runtime on this host runs {p.suffix} files", "verify it on a device that has one")
+    key = (str(p), p.stat().st_mtime_ns, cls.name, threads)
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:  # artifacts hold whole models: keep a few, not every one of a long session
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = cls(str(p), threads)
+    return _LOADED[key]
+
+
+def run_artifact(artifact: str | Path, inputs: dict[str, np.ndarray], threads: int = 1) -> dict[str, np.ndarray]:
+    """Run an artifact once on this host's runtime for it; every output by name."""
+    return load_runner(artifact, threads).run(inputs)
 
 from . import executorch_runner  # noqa: E402,F401  (registers ExecuTorchRunner; executorch is imported lazily)

@@ -11,12 +11,17 @@ are" (mean 0, std 1), which every client supports. Integer pixels also quantize 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
 from mobiledeploy.errors import UserError
+
+if TYPE_CHECKING:
+    from .targets import ExportRequest, TargetResult
 
 LAYOUTS = ("nchw", "nhwc")
 
@@ -90,3 +95,27 @@ def wrap_for_app(model: nn.Module, height: int, width: int, layout: str = "nhwc"
         spec = InputSpec(layout, height, width, tuple(mean), tuple(std), (0.0, 1.0), False)
     shape = spec.shape
     return wrapped, spec, torch.rand(*shape) * 255
+
+
+def wrap_app_input(req: ExportRequest, layout: str) -> ExportRequest:
+    """Re-export the program behind an input of app pixels (`layout`, 0–255) with mean/std inside."""
+    x = req.example_inputs[0]
+    if len(req.example_inputs) != 1 or x.dim() != 4 or x.shape[1] != len(req.mean):
+        raise UserError("--layout needs a model with one (N, 3, H, W) image input")
+    n, _, h, w = x.shape
+    wrapper = AppInput(req.program.module(), layout, tuple(req.mean), tuple(req.std))
+    wrapper.training = False  # not .eval(): an exported module refuses train()/eval(); its graph is eval already
+    example = torch.rand(n, h, w, 3) * 255 if layout == "nhwc" else torch.rand(n, 3, h, w) * 255
+    program = torch.export.export(wrapper, (example,), strict=False)
+    spec = InputSpec(layout, int(h), int(w), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), (0.0, 255.0), True)
+    return dataclasses.replace(req, program=program, example_inputs=(example,), app_input=spec)
+
+
+def describe_input(req: ExportRequest, result: TargetResult) -> None:
+    """Record the app-facing input contract where the parity check and the manifest read it."""
+    spec = req.app_input
+    if spec is None or not result.inputs:
+        return
+    d = result.inputs[0]
+    d.update({"layout": spec.layout.upper(), "value_range": [0, 255], "color": "RGB",
+              "normalization": {"mean": list(req.mean), "std": list(req.std), "in_graph": True}})

@@ -17,10 +17,9 @@ import copy
 import hashlib
 import io
 import shutil
-import sys
 import uuid
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,30 +27,48 @@ import torch
 from mobiledeploy.errors import UserError, require
 from mobiledeploy.fsio import move_into_place
 
-from .labels import IMAGENET_LABELS, read_labels
-from .runtimes import register_runtime
-from .targets import ExportRequest, TargetResult, register_target
+from .labels import read_labels
+from .targets import ExportRequest, Target, TargetResult, register_target
 
-LABELS_FILE = IMAGENET_LABELS
 DEFAULT_MIN_TARGET = "iOS16"
 IMAGE_INPUT, TENSOR_INPUT = "image", "input"
 LABEL_OUTPUT, LOGITS_OUTPUT = "classLabel", "logits"
 PROBS_OUTPUT = LABEL_OUTPUT + "_probs"  # coremltools names the probability dictionary after the label
 
 
-# exact_nearest_upsample and alias_cleanup are generic passes (exporters/rewrites); prepare_program is a safety net.
-@register_target("coreml", ".mlpackage", extra="coreml")
+@register_target
+class CoreMLTarget(Target):
+    """`.mlpackage` ML program: image input with normalisation folded in, classifier, int8 weight compression."""
+
+    name, suffix, extra = "coreml", ".mlpackage", "coreml"
+    requires = ("coremltools",)
+    # exact_nearest_upsample and alias_cleanup are generic passes (exporters/rewrites); prepare_program is a
+    # safety net. --layout does not apply: the app hands Core ML an image (CVPixelBuffer).
+
+    def convert(self, req: ExportRequest) -> TargetResult:
+        """Convert to an ML program and save it at `req.out_path`."""
+        return convert(req)
+
+    def finish(self, req: ExportRequest, result: TargetResult) -> TargetResult:
+        """int8: weight compression, checked against the float package through the reference interpreter."""
+        from .app import compress_coreml_in_place
+
+        if req.int8:
+            compress_coreml_in_place(req, result)
+        return result
+
+
 def convert(request: ExportRequest) -> TargetResult:
     """Convert the request's program to an ML program and save it at `request.out_path`."""
     ct = require("coremltools", "coreml")
-    opts = request.options
+    opts = request.options.coreml
     if request.precision not in ("fp32", "fp16"):
         raise UserError(f"Core ML export supports fp32 and fp16, not {request.precision!r}", "use --precision fp32|fp16")
-    min_target = _min_target(ct, opts.get("min_target") or DEFAULT_MIN_TARGET)
+    min_target = _min_target(ct, opts.min_target or DEFAULT_MIN_TARGET)
     if len(request.example_inputs) != 1:
         raise UserError("Core ML export takes models with one input", "export a model that takes one image tensor")
     shape = tuple(request.example_inputs[0].shape)
-    tensor_input = bool(opts.get("tensor_input", False))
+    tensor_input = opts.tensor_input
     if not tensor_input and (len(shape) != 4 or shape[0] != 1 or shape[1] != 3):
         raise UserError(f"an image input needs shape (1, 3, H, W), the model takes {shape}", "pass --tensor-input")
 
@@ -84,7 +101,7 @@ def convert(request: ExportRequest) -> TargetResult:
             fixes.append(f"coreml_gelu_tanh_mode({n})")
         if channel_mul is not None:
             _insert_channel_scale(func, IMAGE_INPUT, channel_mul)
-        _name_outputs(func, labels is not None)
+        _name_outputs(func, labels is not None, request.output_names)
         func.output_types = None  # coremltools' classifier path cannot take the frontend's output list
         precision = ct.precision.FLOAT16 if request.precision == "fp16" else ct.precision.FLOAT32
         classifier = None
@@ -113,11 +130,12 @@ def convert(request: ExportRequest) -> TargetResult:
         inputs=[_input_desc(tensor_input, shape, request)],
         outputs=_output_desc(ml),
         extra={
-            "min_target": str(opts.get("min_target") or DEFAULT_MIN_TARGET),
+            "min_target": str(opts.min_target or DEFAULT_MIN_TARGET),
             "compute_precision": request.precision,
             "classifier": labels is not None,
             "num_labels": len(labels) if labels else 0,
-            "reference_output": LOGITS_OUTPUT if labels is not None else _output_desc(ml)[0]["name"],
+            # Every output mirrors one of the model's (in order), except the classifier's label and probabilities.
+            "reference_output": LOGITS_OUTPUT if labels is not None else [o["name"] for o in _output_desc(ml)],
             "coreml_rewrites": fixes,
         },
     )
@@ -198,8 +216,9 @@ def _scope():
                     ScopeInfo(source=ScopeSource.EXIR_DEBUG_HANDLE, data=[None]))
 
 
-def _name_outputs(func, classifier: bool) -> None:
-    """Outputs named for apps: logits (+ softmax probabilities for the classifier), else output[_i]."""
+def _name_outputs(func, classifier: bool, names: list[str] | None) -> None:
+    """Outputs named for apps: logits (+ softmax probabilities for the classifier), else the model's
+    output names (dict keys, output_<i>), or `output` for one tensor."""
     from coremltools.converters.mil import Builder as mb
 
     outs = list(func.outputs)
@@ -210,8 +229,9 @@ def _name_outputs(func, classifier: bool) -> None:
             probs = mb.softmax(x=logits, axis=-1, name="probabilities")
         func.set_outputs([probs, logits])
     else:
-        for i, v in enumerate(outs):
-            v.name = "output" if len(outs) == 1 else f"output_{i}"
+        names = names or (["output"] if len(outs) == 1 else [f"output_{i}" for i in range(len(outs))])
+        for v, name in zip(outs, names):
+            v.name = name
 
 
 def _check_no_fractional_upsample(ml) -> None:
@@ -237,26 +257,19 @@ def _check_no_fractional_upsample(ml) -> None:
 
 # ---- labels, metadata, descriptions -------------------------------------------------------------
 
-def load_labels(path: str | Path | None = None) -> list[str]:
-    """Class labels, one a line (default: the ImageNet-1k labels shipped with mobiledeploy)."""
-    return read_labels(path)
-
-
 def _labels(request: ExportRequest, out_shapes: list[tuple[int, ...]]) -> list[str] | None:
     """The classifier labels, or None when the model is no (1, N) classifier."""
-    explicit = request.options.get("labels")
+    explicit = request.options.labels
     if len(out_shapes) != 1 or len(out_shapes[0]) != 2 or out_shapes[0][0] != 1:
         if explicit:
             raise UserError(f"--labels given, but the model's output {out_shapes} is not (1, classes)",
                             "drop --labels")
         return None
     n = out_shapes[0][1]
-    if explicit:
-        labels = load_labels(explicit)
-    elif request.labels:
+    if request.labels:  # resolved once by the pipeline: --labels, else ImageNet's for 1000 classes
         labels = list(request.labels)
     elif n == 1000:
-        labels = load_labels()
+        labels = read_labels()
     else:
         return None
     if len(labels) != n:
@@ -269,7 +282,7 @@ def _labels(request: ExportRequest, out_shapes: list[tuple[int, ...]]) -> list[s
 
 def _weights_digest(request: ExportRequest) -> tuple[str, str]:
     """(key, sha256): of the weights file when the request names one, else of the state dict."""
-    path = request.options.get("weights")
+    path = request.weights
     if path:
         h = hashlib.sha256()
         with open(path, "rb") as f:
@@ -286,14 +299,12 @@ def _weights_digest(request: ExportRequest) -> tuple[str, str]:
 def _set_metadata(ml, request: ExportRequest, shape, labels, fixes: list[str]) -> None:
     import mobiledeploy
 
-    opts = request.options
     h, w = shape[-2:] if len(shape) >= 2 else (shape[-1], 1)
     kind = "image classifier" if labels else "model"
-    ml.author = str(opts.get("author", "mobiledeploy"))
-    ml.license = str(opts.get("license", "unspecified: see the license of the model weights"))
-    ml.short_description = str(opts.get(
-        "short_description", f"{request.model_name} {kind}, {h}x{w}, {request.precision}, exported by mobiledeploy"))
-    ml.version = str(opts.get("version", mobiledeploy.__version__))
+    ml.author = "mobiledeploy"
+    ml.license = "unspecified: see the license of the model weights"
+    ml.short_description = f"{request.model_name} {kind}, {h}x{w}, {request.precision}, exported by mobiledeploy"
+    ml.version = mobiledeploy.__version__
     key, digest = _weights_digest(request)
     meta = {
         "source_model": request.model_name,
@@ -304,8 +315,8 @@ def _set_metadata(ml, request: ExportRequest, shape, labels, fixes: list[str]) -
         "normalization_mean": ",".join(f"{m:g}" for m in request.mean),
         "normalization_std": ",".join(f"{s:g}" for s in request.std),
     }
-    if opts.get("weights"):
-        meta["weights_file"] = Path(opts["weights"]).name
+    if request.weights:
+        meta["weights_file"] = Path(request.weights).name
     if fixes:
         meta["coreml_rewrites"] = ",".join(fixes)
     ml.user_defined_metadata.update(meta)
@@ -389,55 +400,3 @@ def _quiet():
     buf = io.StringIO()
     with contextlib.redirect_stderr(buf):
         yield
-
-
-# ---- runtime ------------------------------------------------------------------------------------
-
-@register_runtime("coreml")
-def run_coreml(artifact: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an .mlpackage: Core ML itself on macOS, the reference interpreter elsewhere."""
-    if sys.platform == "darwin" and _has_coreml_runtime():
-        return _predict_macos(Path(artifact), inputs)
-    from .mlinterp import predict
-
-    return predict(artifact, inputs)
-
-
-def _has_coreml_runtime() -> bool:
-    try:
-        import coremltools.libcoremlpython  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _predict_macos(artifact: Path, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """MLModel.predict, with pixels turned into PIL images and the probability dict into an array."""
-    import coremltools as ct
-    from PIL import Image
-
-    ml = ct.models.MLModel(str(artifact), compute_units=ct.ComputeUnit.CPU_ONLY)
-    spec = ml.get_spec()
-    feeds = {}
-    for i in spec.description.input:
-        a = np.asarray(inputs[i.name])
-        if i.type.WhichOneof("Type") == "imageType":
-            a = a.reshape(a.shape[-3:]).transpose(1, 2, 0) if a.shape[-3] == 3 else a.reshape(a.shape[-3:])
-            feeds[i.name] = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "RGB")
-        else:
-            feeds[i.name] = a
-    raw = ml.predict(feeds)
-    from .mlinterp.model import class_labels
-
-    labels = class_labels(spec, artifact)
-    out = {}
-    for o in spec.description.output:
-        v = raw[o.name]
-        if isinstance(v, dict):
-            keys = labels or list(v)
-            out[o.name] = np.array([[v[k] for k in keys]], dtype=np.float32)
-        elif isinstance(v, str):
-            out[o.name] = np.array([v])
-        else:
-            out[o.name] = np.asarray(v)
-    return out

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-import numpy as np
-
-from mobiledeploy.errors import require
+from mobiledeploy.errors import UserError, require
 from mobiledeploy.versions import dist_version
 
-from .runtimes import register_runtime
-from .targets import ExportRequest, TargetResult, register_target
+from .targets import ExportRequest, Target, TargetResult, register_target
 
-# Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
-REQUIRES = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
 _DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool", 11: "float64"}
 
 
-# onnxruntime pools in plain NCHW between layout conversions; its blocked-layout convs are faster.
-@register_target("onnx", ".onnx", rewrites=("avgpool_as_depthwise_conv",), extra="onnx")
+@register_target
+class OnnxTarget(Target):
+    """`.onnx` for onnxruntime: the dynamo exporter, onnxsim, fp16 casts, int8 (static QDQ), metadata_props."""
+
+    name, suffix, extra = "onnx", ".onnx", "onnx"
+    requires = ("onnx", "onnxscript", "onnxsim", "onnxruntime")
+    # onnxruntime pools in plain NCHW between layout conversions; its blocked-layout convs are faster.
+    rewrites = ("avgpool_as_depthwise_conv",)
+    takes_layout = True
+
+    def convert(self, req: ExportRequest) -> TargetResult:
+        """Export with torch.onnx (dynamo), simplify, optionally cast to fp16, save."""
+        return convert(req)
+
+    def finish(self, req: ExportRequest, result: TargetResult) -> TargetResult:
+        """int8 and metadata_props on the graph."""
+        from .app import finish_onnx
+
+        return finish_onnx(req, result)
+
+
 def convert(req: ExportRequest) -> TargetResult:
     """Export the program with torch.onnx (dynamo), simplify it, optionally cast to fp16, and save it."""
     import torch
@@ -35,13 +47,18 @@ def convert(req: ExportRequest) -> TargetResult:
     try:
         prog = torch.onnx.export(req.program, tuple(req.example_inputs), dynamo=True, external_data=False,
                                  input_names=input_names, optimize=True, verbose=False,
-                                 opset_version=req.options.get("opset"))
+                                 opset_version=req.options.opset)
     except Exception as e:  # the exporter wraps every failure; find the op it names
         raise conversion_error(req.program, e, "onnx") from e
     model = prog.model_proto
     outs = model.graph.output
-    if len(outs) == 1 and outs[0].name != "output":
-        _rename_output(model, outs[0].name, "output")
+    names = req.output_names or (["output"] if len(outs) == 1 else [o.name for o in outs])
+    if len(names) != len(outs):
+        raise UserError(f"the ONNX graph has {len(outs)} outputs, the model {len(names)}",
+                        "a model output that is not a tensor (None, a number) cannot be exported")
+    for o, new in zip(list(outs), names):
+        if o.name != new:
+            _rename_output(model, o.name, new)
     exporter_keys = {e.key for e in model.metadata_props}
     simplified, ok = onnxsim.simplify(model)
     if ok:  # onnxsim checks its result itself; keep the exporter's graph if it could not
@@ -56,8 +73,6 @@ def convert(req: ExportRequest) -> TargetResult:
             warnings.simplefilter("ignore")
             model = f16.convert_float_to_float16(model, keep_io_types=True)
     elif req.precision != "fp32":
-        from mobiledeploy.errors import UserError
-
         raise UserError(f"--precision {req.precision} is not supported for onnx", "use fp32 or fp16")
     onnx.save(model, str(req.out_path))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
@@ -93,31 +108,3 @@ def _io(v: Any) -> dict[str, Any]:
     t = v.type.tensor_type
     return {"name": v.name, "shape": [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim],
             "dtype": _DTYPES.get(t.elem_type, str(t.elem_type))}
-
-
-def _runtime_info() -> dict[str, str]:
-    return {"name": "onnxruntime", "version": dist_version("onnxruntime"), "provider": "CPUExecutionProvider"}
-
-
-@functools.lru_cache(maxsize=4)
-def _session(path: str, mtime_ns: int, threads: int) -> Any:
-    ort = require("onnxruntime", "onnx")
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
-
-def session(path: Path, threads: int = 0) -> Any:
-    """An onnxruntime CPU session for an artifact (cached while the file is unchanged)."""
-    p = Path(path)
-    return _session(str(p.resolve()), p.stat().st_mtime_ns, threads)
-
-
-@register_runtime("onnx", info=_runtime_info)
-def run(path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an .onnx file on onnxruntime's CPU provider."""
-    sess = session(path)
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, {k: np.ascontiguousarray(v) for k, v in feeds.items()})))

@@ -11,14 +11,12 @@ import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
-
-import numpy as np
+from typing import Any
 
 from mobiledeploy.errors import UserError, require
 
-from .runtimes import register_runtime
-from .targets import ExportRequest, TargetResult, register_target
+from .onnx import OnnxTarget
+from .targets import ExportRequest, Target, TargetResult, register_target
 
 CONFIG_SUFFIX = ".required_operators.config"
 
@@ -74,51 +72,42 @@ def _copy_onnx(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def _onnx_rewrites() -> tuple[str, ...]:
-    """The onnx target's rewrite passes: .ort is that graph, so it needs the same ones."""
-    from .targets import _TARGETS
+@register_target
+class OrtTarget(Target):
+    """`.ort` (onnxruntime's mobile format) with its reduced operator config beside it."""
 
-    try:
-        from . import onnx as _  # noqa: F401 - registers the onnx target
-    except ImportError:
-        return ()
-    t = _TARGETS.get("onnx")
-    return t.rewrites if t is not None else ()
+    name, suffix, extra = "ort", ".ort", "onnx"
+    requires = OnnxTarget.requires
+    rewrites = OnnxTarget.rewrites  # .ort is the onnx target's graph, serialised
+    precisions = ("fp32", "int8")
+    takes_layout = True
 
+    def convert(self, req: ExportRequest) -> TargetResult:
+        """The onnx target's whole artifact (int8, metadata), then the ORT format."""
+        onnx = OnnxTarget()
+        with tempfile.TemporaryDirectory(prefix="mobiledeploy-ort-") as d:
+            onnx_req = dataclasses.replace(req, out_path=Path(d) / (Path(req.out_path).stem + ".onnx"))
+            res = onnx.finish(onnx_req, onnx.convert(onnx_req))
+            # The pipeline moves only the artifact; extra_files writes the operator config beside the
+            # final file, from the lines kept in the manifest.
+            info = onnx_to_ort(res.artifact, Path(req.out_path), write_config=False)
+        extra = dict(res.extra) | {"ort": info, "via": "onnx"}
+        return TargetResult(Path(req.out_path), "onnxruntime.tools.convert_onnx_models_to_ort", info["onnxruntime"],
+                            res.inputs, res.outputs, extra)
 
-@register_target("ort", ".ort", rewrites=_onnx_rewrites(), extra="onnx")
-def convert(request: ExportRequest) -> TargetResult:
-    """Export ONNX through the onnx target, then convert it to the ORT mobile format."""
-    from .targets import get_target
+    def prepare(self, req: ExportRequest) -> ExportRequest:
+        if req.precision == "fp16":
+            # Measured: GhostNetV2 fp16 .ort 25.0 MB, fp32 .ort 24.8 MB; the fp16 .onnx is 12.4 MB.
+            raise UserError("--precision fp16 gains nothing for ort: onnxruntime's ORT conversion casts fp16 "
+                            "weights back to fp32 for its CPU kernels (the .ort is as large as fp32)",
+                            "use --target onnx --precision fp16, or --target ort in fp32 or int8")
+        return super().prepare(req)
 
-    if request.precision == "fp16":
-        # Measured: GhostNetV2 fp16 .ort 25.0 MB, fp32 .ort 24.8 MB; the fp16 .onnx is 12.4 MB.
-        raise UserError("--precision fp16 gains nothing for ort: onnxruntime's ORT conversion casts fp16 "
-                        "weights back to fp32 for its CPU kernels (the .ort is as large as fp32)",
-                        "use --target onnx --precision fp16, or --target ort in fp32 or int8")
+    def finish(self, req: ExportRequest, result: TargetResult) -> TargetResult:
+        return result  # convert finished the ONNX graph before serialising it
 
-    from . import app
-
-    onnx_target = get_target("onnx")
-    with tempfile.TemporaryDirectory(prefix="mobiledeploy-ort-") as d:
-        onnx_path = Path(d) / (Path(request.out_path).stem + ".onnx")
-        res = onnx_target.convert(dataclasses.replace(request, out_path=onnx_path))
-        # Metadata and int8 are applied to the ONNX graph: the .ort format is their serialisation.
-        res = app.finish_onnx(request, res)
-        # The pipeline moves only the artifact; the operator config is written beside the final file
-        # by the after-export hook, from the lines kept in the manifest.
-        info = onnx_to_ort(res.artifact, Path(request.out_path), write_config=False)
-    extra = dict(res.extra) | {"ort": info, "via": "onnx"}
-    return TargetResult(Path(request.out_path), "onnxruntime.tools.convert_onnx_models_to_ort", info["onnxruntime"],
-                        res.inputs, res.outputs, extra)
-
-
-@register_runtime("ort")
-def run_ort(path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an .ort model with onnxruntime on the CPU, one thread."""
-    ort = require("onnxruntime", "onnx")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, dict(feeds))))
+    def extra_files(self, artifact: Path, target_info: dict[str, Any]) -> list[Path]:
+        """The reduced operator config, `<stem>.required_operators.config`, beside the .ort."""
+        cfg = config_path(artifact)
+        cfg.write_text("\n".join(target_info["ort"]["operator_config_lines"]) + "\n")
+        return [cfg]

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from mobiledeploy.errors import UserError, require
 from mobiledeploy.fsio import atomic_write
 from mobiledeploy.versions import dist_version
+
+from .options import COREML_COMPRESSIONS as COREML_MODES
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 # Photos shipped inside the scikit-image wheel (names of skimage.data functions).
@@ -173,27 +175,30 @@ def quantize_tflite(fp32: Path, out: Path, samples: Iterable[np.ndarray], int8_i
             "versions": {"ai-edge-quantizer": dist_version("ai-edge-quantizer")}}
 
 
-def run_tflite(path: Path, x: np.ndarray) -> np.ndarray:
-    """Run a single-input .tflite on a batch (one sample at a time), quantizing int8 I/O when present."""
-    interp = require("ai_edge_litert.interpreter", "tflite")
-    it = interp.Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    (inp,), (outp,) = it.get_input_details(), it.get_output_details()
+def run_batch(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run a single-input, single-output artifact on a batch, one sample at a time, on this host's runtime
+    for it (devicebench's registry), 1 thread; integer I/O is quantized and dequantized with its own scales."""
+    from mobiledeploy.devicebench.runners import load_runner
+
+    runner = load_runner(path, threads=1)
+    (inp,), (outp,) = runner.input_specs(), runner.output_specs()
     ys = []
     for xi in x:
         xi = xi[None]
-        if inp["dtype"] != np.float32:
-            scale, zp = inp["quantization"]
-            info = np.iinfo(inp["dtype"])
-            xi = np.clip(np.round(xi / scale + zp), info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], xi)
-        it.invoke()
-        y = it.get_tensor(outp["index"])
-        if outp["dtype"] != np.float32:
-            scale, zp = outp["quantization"]
+        if inp.quantization is not None:
+            scale, zp = inp.quantization
+            info = np.iinfo(inp.dtype)
+            xi = np.clip(np.round(xi / scale + zp), info.min, info.max).astype(inp.dtype)
+        y = runner.run({inp.name: xi.astype(inp.dtype, copy=False)})[outp.name]
+        if outp.quantization is not None:
+            scale, zp = outp.quantization
             y = (y.astype(np.float32) - zp) * scale
         ys.append(y[0].astype(np.float32))
     return np.stack(ys)
+
+
+# The names the tests and benchmarks have long used; both run through the one runtime registry.
+run_tflite = run_onnx = run_batch
 
 
 # --- ONNX ----------------------------------------------------------------------------------------
@@ -243,19 +248,8 @@ def quantize_onnx(fp32: Path, out: Path, samples: Iterable[np.ndarray]) -> dict[
             "versions": {"onnxruntime": ort.__version__}}
 
 
-def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    """Run a single-input .onnx/.ort on a batch with onnxruntime, one thread."""
-    ort = require("onnxruntime", "onnx")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: xi[None]})[0] for xi in x]).astype(np.float32)
-
-
 # --- Core ML -------------------------------------------------------------------------------------
 
-COREML_MODES = ("linear8", "palettize4", "palettize6", "palettize8")
 
 
 def compress_coreml(fp: Path, out: Path, mode: str = "linear8") -> dict[str, Any]:
@@ -311,8 +305,6 @@ def size_report(fp32: Path, quantized: Path) -> dict[str, Any]:
     return {"fp32_bytes": a, "int8_bytes": b, "reduction": round(a / b, 2) if b else None}
 
 
-RUNNERS: dict[str, Callable[[Path, np.ndarray], np.ndarray]] = {"tflite": run_tflite, "onnx": run_onnx,
-                                                                 "ort": run_onnx}
 
 
 def _quiet_progress():

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from mobiledeploy.errors import UserError, require
 from mobiledeploy.versions import dist_version
 
-from .runtimes import register_runtime
-from .targets import ExportRequest, TargetResult, register_target
+from .targets import ExportRequest, Target, TargetResult, register_target
 
-# Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
-REQUIRES = ("litert_torch", "ai_edge_litert")
 # Flatbuffer passes for every .tflite, in order; issue 7's metadata writer is one more name here.
 # The gate multiply goes first: it consumes the 2x resizes feeding a MUL; the rest become DEPTH_TO_SPACE
 # (or per-axis copies when H and W differ); stepped slices and wide concats (odd resizes) last, so that
@@ -28,7 +24,30 @@ _DTYPES = {np.float32: "float32", np.float16: "float16", np.int32: "int32", np.i
            np.uint8: "uint8"}
 
 
-@register_target("tflite", ".tflite", extra="tflite")
+@register_target
+class TFLiteTarget(Target):
+    """`.tflite` for LiteRT: XNNPACK-friendly resizes, fp16 weights, int8 (ai-edge-quantizer), image metadata."""
+
+    name, suffix, extra = "tflite", ".tflite", "tflite"
+    requires = ("litert_torch", "ai_edge_litert")
+    takes_layout = True
+
+    def convert(self, req: ExportRequest) -> TargetResult:
+        """Convert with litert-torch, make every resize XNNPACK-friendly, optionally store fp16 weights."""
+        return convert(req)
+
+    def finish(self, req: ExportRequest, result: TargetResult) -> TargetResult:
+        """The input contract, int8 (judged against the fp32 artifact), then metadata into the int8 file."""
+        from .app import quantize_in_place, write_tflite_metadata
+        from .app_input import describe_input
+
+        describe_input(req, result)
+        if req.int8:
+            quantize_in_place(req, result)
+        write_tflite_metadata(req, result)
+        return result
+
+
 def convert(req: ExportRequest) -> TargetResult:
     """Convert the program with litert-torch, make every resize XNNPACK-friendly, optionally store fp16 weights."""
     with _quiet():  # its import chatters on stderr (absl, oneDNN)
@@ -36,7 +55,7 @@ def convert(req: ExportRequest) -> TargetResult:
     from .diagnose import conversion_error
     from .tflite_flatbuffer import run_fb_passes
 
-    if req.precision not in ("fp32", "fp16"):
+    if req.precision not in ("fp32", "fp16"):  # int8 arrives as fp32: TFLiteTarget.finish quantizes it
         raise UserError(f"--precision {req.precision} is not supported for tflite", "use fp32 or fp16")
     module = _eval_module(req.program)
     try:
@@ -46,8 +65,10 @@ def convert(req: ExportRequest) -> TargetResult:
     except Exception as e:  # litert-torch raises many kinds; find the op it names
         raise conversion_error(req.program, e, "tflite") from e
     passes = list(FB_PASSES) + (["fp16_weights"] if req.precision == "fp16" else [])
-    passes += list(req.options.get("tflite_passes", ()))
-    data, applied = run_fb_passes(bytes(data), passes, req.options)
+    passes += list(req.options.tflite_passes)
+    data, applied = run_fb_passes(bytes(data), passes)
+    if req.output_names:
+        data = name_outputs(data, req.output_names)
     Path(req.out_path).write_bytes(data)
     info = delegate_report(req.out_path)
     return TargetResult(
@@ -58,6 +79,28 @@ def convert(req: ExportRequest) -> TargetResult:
         outputs=info.pop("outputs"),
         extra={**info, "flatbuffer_passes": applied},
     )
+
+
+def name_outputs(data: bytes, names: list[str]) -> bytes:
+    """Give the signature's outputs the model's names: litert-torch calls the i-th flattened output `output_i`."""
+    import re
+
+    from .tflite_flatbuffer import dump, load
+
+    model = load(data)
+    for sig in model.signatureDefs or []:
+        outs = sig.outputs or []
+        if len(outs) != len(names):
+            raise UserError(f"the .tflite has {len(outs)} outputs, the model {len(names)}",
+                            "a model output that is not a tensor (None, a number) cannot be exported")
+        for t in outs:
+            if (t.name.decode() if isinstance(t.name, bytes) else str(t.name)) in names:
+                continue  # litert-torch already named it after the model's dict key
+            m = re.fullmatch(r"output_(\d+)", t.name.decode() if isinstance(t.name, bytes) else str(t.name))
+            if m is None:
+                raise UserError(f"unexpected .tflite output name {t.name!r}", "report this with the model")
+            t.name = names[int(m.group(1))].encode()
+    return dump(model)
 
 
 def _eval_module(program: Any) -> Any:
@@ -99,45 +142,19 @@ class _quiet:
         self._sink.close()
 
 
-def interpreter(path: Path, threads: int = 1) -> Any:
-    """An ai-edge-litert Interpreter (XNNPACK delegate applied) with tensors allocated."""
-    lite = require("ai_edge_litert.interpreter", "tflite")
-    it = lite.Interpreter(model_path=str(path), num_threads=threads)
-    it.allocate_tensors()
-    return it
-
-
 def delegate_report(path: Path) -> dict[str, Any]:
     """Nodes delegated to XNNPACK, total nodes, partitions, the ops left outside, and the I/O signature."""
+    from mobiledeploy.devicebench.runners import LiteRTRunner
+
     with _quiet():
-        it = interpreter(path)
-    core = it._interpreter  # the node table is only exposed on the wrapped C++ interpreter
-    n = core.NumNodes()
-    names = [core.NodeName(i) for i in range(n)]
-    delegates = [i for i in range(n) if names[i] == "DELEGATE"]
-    original = [i for i in range(n) if names[i] != "DELEGATE"]
-    producer = {int(t): i for i in original for t in core.NodeOutputs(i)}
-    inside: set[int] = set()
-    for d in delegates:
-        # A partition's nodes are the producers reachable from its outputs without crossing its inputs.
-        stop = {int(t) for t in core.NodeInputs(d)}
-        stack = [int(t) for t in core.NodeOutputs(d)]
-        while stack:
-            t = stack.pop()
-            if t in stop or t not in producer or producer[t] in inside:
-                continue
-            inside.add(producer[t])
-            stack.extend(int(x) for x in core.NodeInputs(producer[t]) if x >= 0)
-    left = sorted({names[i] for i in original if i not in inside})
-    sig = it.get_signature_runner()
+        runner = LiteRTRunner(str(path), threads=1)
+    counts = runner.delegation() or {}
+    sig = runner.interp.get_signature_runner()
     ins = sig.get_input_details()
     outs = sig.get_output_details()
     return {
         "delegate": "XNNPACK",
-        "delegated_nodes": len(inside),
-        "total_nodes": len(original),
-        "partitions": len(delegates),
-        "undelegated_ops": left,
+        **counts,
         "inputs": [{"name": k, "shape": [int(x) for x in v["shape"]], "dtype": _dt(v["dtype"])} for k, v in ins.items()],
         "outputs": [{"name": k, "shape": [int(x) for x in v["shape"]], "dtype": _dt(v["dtype"])} for k, v in outs.items()],
     }
@@ -145,23 +162,3 @@ def delegate_report(path: Path) -> dict[str, Any]:
 
 def _dt(t: Any) -> str:
     return _DTYPES.get(t, np.dtype(t).name)
-
-
-def _runtime_info() -> dict[str, str]:
-    return {"name": "ai-edge-litert", "version": dist_version("ai-edge-litert"), "delegate": "XNNPACK"}
-
-
-@functools.lru_cache(maxsize=4)
-def _runner(path: str, mtime_ns: int, threads: int) -> Any:
-    with _quiet():
-        it = interpreter(Path(path), threads)
-    return it, it.get_signature_runner()
-
-
-@register_runtime("tflite", info=_runtime_info)
-def run(path: Path, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run a .tflite file on ai-edge-litert's interpreter with its default XNNPACK delegate, 1 thread."""
-    p = Path(path)
-    _, sig = _runner(str(p.resolve()), p.stat().st_mtime_ns, 1)
-    out = sig(**{k: np.ascontiguousarray(v) for k, v in feeds.items()})
-    return {k: np.array(v) for k, v in out.items()}

@@ -29,14 +29,15 @@ def train_module():
 
 
 def export(module: torch.nn.Module, example: torch.Tensor, target: str, out: Path, name: str = "model",
-           **options) -> Path:
+           tensor_input: bool = False) -> Path:
     """Export through the registered target's converter (the same code the CLI runs)."""
+    from mobiledeploy.exporters.options import CoreMLOptions, TargetOptions
     from mobiledeploy.exporters.targets import ExportRequest, get_target
 
     module.eval()
     program = torch.export.export(module, (example,))
     req = ExportRequest(model_name=name, program=program, module=module, example_inputs=(example,),
-                        out_path=Path(out), options=dict(options))
+                        out_path=Path(out), options=TargetOptions(coreml=CoreMLOptions(tensor_input=tensor_input)))
     return Path(get_target(target).convert(req).artifact)
 
 

@@ -10,12 +10,20 @@ import torch
 from mobiledeploy.exporters.targets import ExportRequest, TargetResult, get_target
 
 
-def convert(module: torch.nn.Module, x: torch.Tensor, path: Path, precision: str = "fp32",
-            name: str = "test", **options) -> TargetResult:
-    """Export `module` with torch.export and convert it with the coreml target."""
+def convert(module: torch.nn.Module, x: torch.Tensor, path: Path, precision: str = "fp32", name: str = "test",
+            labels: str | None = None, weights: str | None = None, tensor_input: bool = False,
+            min_target: str | None = None) -> TargetResult:
+    """Export `module` with torch.export and convert it with the coreml target (`labels`: a labels file)."""
+    from mobiledeploy.exporters.labels import read_labels
+    from mobiledeploy.exporters.options import CoreMLOptions, TargetOptions
+
     module = module.eval()
     program = torch.export.export(module, (x,))
-    req = ExportRequest(name, program, module, (x,), Path(path), precision=precision, options=options)
+    names = read_labels(labels) if labels else None
+    options = TargetOptions(labels=tuple(names) if names else None,
+                            coreml=CoreMLOptions(min_target=min_target, tensor_input=tensor_input))
+    req = ExportRequest(name, program, module, (x,), Path(path), precision=precision, labels=names, options=options,
+                        weights=Path(weights) if weights else None)
     return get_target("coreml").convert(req)
 
 
@@ -62,9 +70,7 @@ def random_pixels(size: int, seed: int = 0) -> np.ndarray:
 def image_parity(artifact: Path, module: torch.nn.Module, result: TargetResult, images: list[np.ndarray],
                  mean, std) -> tuple[float, bool, list[np.ndarray]]:
     """(worst rel L2 of logits, all top-1 equal, artifact logits) for pixel images through the runtime."""
-    from mobiledeploy.exporters.runtimes import get_runtime
-
-    run = get_runtime("coreml")
+    from mobiledeploy.devicebench.runners import run_artifact as run
     worst, same, outs = 0.0, True, []
     for pix in images:
         with torch.no_grad():

@@ -13,9 +13,10 @@ ct = pytest.importorskip("coremltools")
 from _coreml_util import convert, normalise, op_types, random_pixels, rel_l2  # noqa: E402
 
 from mobiledeploy.errors import UserError  # noqa: E402
-from mobiledeploy.exporters.coreml import LABELS_FILE, load_labels  # noqa: E402
+from mobiledeploy.exporters.labels import IMAGENET_LABELS as LABELS_FILE  # noqa: E402
+from mobiledeploy.exporters.labels import read_labels as load_labels  # noqa: E402
 from mobiledeploy.exporters.mlinterp import CoreMLModel, predict  # noqa: E402
-from mobiledeploy.exporters.runtimes import get_runtime  # noqa: E402
+from mobiledeploy.devicebench.runners import run_artifact  # noqa: E402
 
 
 class Gate(nn.Module):
@@ -82,7 +83,7 @@ def test_app_artifact_image_classifier_metadata(tmp_path):
     model = CoreMLModel(res.artifact)
     assert model.class_labels == load_labels()
     pix = random_pixels(20, 1)[..., :18]
-    out = get_runtime("coreml")(res.artifact, {"image": pix})
+    out = run_artifact(res.artifact, {"image": pix})
     with torch.no_grad():
         ref = m(normalise(pix, res.inputs[0]["normalization"]["mean"], res.inputs[0]["normalization"]["std"])).numpy()
     assert rel_l2(out["logits"], ref) <= 1e-5

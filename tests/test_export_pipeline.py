@@ -279,15 +279,17 @@ def test_unsupported_op_names_op_and_source_line(tmp_path, capsys):
 
 def test_a_target_without_a_runtime_is_not_verified(tiny_pt2, tmp_path, capsys):
     if "onnx_unrunnable" not in _TARGETS:
-        register_target("onnx_unrunnable", ".onnx", extra="onnx")(get_target("onnx").convert)
+        base = type(get_target("onnx"))
+        # An ONNX graph under a suffix no registered runtime claims: the host has nothing to run it on.
+        register_target(type("Unrunnable", (base,), {"name": "onnx_unrunnable", "suffix": ".onnxu"}))
     opts = pipeline.ExportOptions(str(tiny_pt2), "onnx_unrunnable", out_dir=tmp_path)
-    with pytest.raises(VerificationError, match="no onnx_unrunnable runtime"):
+    with pytest.raises(VerificationError, match="no runtime for .onnxu files"):
         pipeline.export(pipeline.ExportOptions(**{**opts.__dict__, "strict": True}))
     assert _files(tmp_path) == []
     out = pipeline.export(opts)
     m = out.manifest
     assert m["verified"] is False and m["parity"] is None
-    assert m["not_verified_reason"] == "no onnx_unrunnable runtime registered on this host"
+    assert m["not_verified_reason"] == "no runtime for .onnxu files on this host"
     rc, stdout, err = _run(["verify", str(out.artifact)], capsys)
     assert rc == 4 and "not verified" in stdout and "ok" not in stdout.split()
 

@@ -41,10 +41,12 @@ def test_core_ml_refuses_repeated_labels_from_any_source():
     pytest.importorskip("coremltools")
     from mobiledeploy.exporters.coreml import _labels
 
-    req = SimpleNamespace(options={}, labels=["a", "b", "a"])
+    from mobiledeploy.exporters.options import TargetOptions
+
+    req = SimpleNamespace(options=TargetOptions(), labels=["a", "b", "a"])
     with pytest.raises(UserError, match=r"class labels repeat \(a\)"):
         _labels(req, [(1, 3)])
-    assert _labels(SimpleNamespace(options={}, labels=["a", "b", "c"]), [(1, 3)]) == ["a", "b", "c"]
+    assert _labels(SimpleNamespace(options=TargetOptions(), labels=["a", "b", "c"]), [(1, 3)]) == ["a", "b", "c"]
 
 
 def test_imagenet_models_are_exported_with_unique_labels(tmp_path, capsys):

@@ -86,7 +86,7 @@ def test_mediapipe_image_classifier_matches_pytorch_top5(tmp_path):
     mp = pytest.importorskip("mediapipe")
     from mediapipe.tasks.python import BaseOptions, vision
 
-    from mobiledeploy.exporters.coreml import load_labels
+    from mobiledeploy.exporters.labels import read_labels as load_labels
     from mobiledeploy.models import create_model
 
     from conftest import randomize_bn

@@ -48,7 +48,7 @@ def test_custom_op_is_lowered_exactly(dtype):
 
 def test_lowered_program_runs_on_onnxruntime(tmp_path):
     from mobiledeploy.exporters.rewrites import GENERIC
-    from mobiledeploy.exporters.runtimes import get_runtime
+    from mobiledeploy.devicebench.runners import run_artifact
     from mobiledeploy.exporters.targets import ExportRequest, get_target
 
     model = KanMLP().eval()
@@ -56,7 +56,7 @@ def test_lowered_program_runs_on_onnxruntime(tmp_path):
     ep = torch.export.export(model, (x,), strict=False)
     ep, _ = apply_rewrites(ep, GENERIC, RewriteContext((x,)))
     res = get_target("onnx").convert(ExportRequest("kan", ep, model, (x,), tmp_path / "kan.onnx"))
-    y = get_runtime("onnx")(tmp_path / "kan.onnx", {"input": x.numpy()})["output"]
+    y = run_artifact(tmp_path / "kan.onnx", {"input": x.numpy()})["output"]
     ref = model(x).detach().numpy()
     assert np.linalg.norm(y - ref) / np.linalg.norm(ref) < 1e-6
     assert res.outputs[0]["shape"] == [1, 7, 10]

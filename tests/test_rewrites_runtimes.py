@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mobiledeploy.exporters.rewrites import GENERIC, RewriteContext, apply_rewrites
-from mobiledeploy.exporters.runtimes import get_runtime
+from mobiledeploy.devicebench.runners import run_artifact
 from mobiledeploy.exporters.targets import ExportRequest, get_target
 from mobiledeploy.exporters.tflite import delegate_report
 from mobiledeploy.exporters.tflite_flatbuffer import load, op_name
@@ -35,7 +35,7 @@ def _convert(target, model, x, tmp_path, rewrites=True, precision="fp32", name="
         ep, applied = apply_rewrites(ep, (*GENERIC, *tg.rewrites), RewriteContext((x,), target=target))
     out = tmp_path / f"{name}{tg.suffix}"
     res = tg.convert(ExportRequest("test", ep, model, (x,), out, precision=precision))
-    y = get_runtime(target)(out, {res.inputs[0]["name"]: x.numpy()})
+    y = run_artifact(out, {res.inputs[0]["name"]: x.numpy()})
     res.extra["rewrites"] = {a["name"]: a["changed"] for a in applied}
     return res, next(iter(y.values()))
 
@@ -102,7 +102,7 @@ def test_onnx_average_pool_becomes_an_exact_depthwise_conv(tmp_path):
         assert {a["name"]: a["changed"] for a in applied}.get("avgpool_as_depthwise_conv") == 1
         out = tmp_path / f"pools_{size[0]}x{size[1]}.onnx"
         res = get_target("onnx").convert(ExportRequest("test", ep, model, (x,), out))
-        got = get_runtime("onnx")(out, {res.inputs[0]["name"]: x.numpy()})
+        got = run_artifact(out, {res.inputs[0]["name"]: x.numpy()})
         want = [w.numpy() for w in model(x)]
         for w, g in zip(want, [got[o["name"]] for o in res.outputs]):
             assert g.shape == w.shape
@@ -132,7 +132,7 @@ def test_tflite_resizes_are_bit_exact_and_fully_delegated(tmp_path):
     ep, _ = apply_rewrites(ep, GENERIC, RewriteContext(args))
     out = tmp_path / "three.tflite"
     res = get_target("tflite").convert(ExportRequest("test", ep, model, args, out))
-    got = get_runtime("tflite")(out, {i["name"]: a.numpy() for i, a in zip(res.inputs, args)})
+    got = run_artifact(out, {i["name"]: a.numpy() for i, a in zip(res.inputs, args)})
     want = [w.detach().numpy() for w in model(*args)]
     outs = [got[o["name"]] for o in res.outputs]
     for w in want[:2]:  # only data movement and an exact multiply: bit for bit

@@ -21,7 +21,6 @@ class RewriteContext:
 
     example_inputs: tuple[torch.Tensor, ...] = ()
     target: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 PassFn = Callable[[Program, RewriteContext], "tuple[Program, int]"]

@@ -164,15 +164,46 @@ def quantize_tflite(fp32: Path, out: Path, samples: Iterable[np.ndarray], int8_i
     if not batches:
         raise UserError("no calibration samples")
     t0 = time.perf_counter()
-    q = quantizer.Quantizer(str(fp32), rules)
-    with _quiet_progress():
-        result = q.quantize(q.calibrate({sig: batches}, num_threads=1), enable_progress_report=False,
-                            enable_progress_bar=False)
+    prepared, passes = _int8_ready(Path(fp32), Path(out))
+    try:
+        q = quantizer.Quantizer(str(prepared), rules)
+        with _quiet_progress():
+            result = q.quantize(q.calibrate({sig: batches}, num_threads=1), enable_progress_report=False,
+                                enable_progress_bar=False)
+    finally:
+        if prepared != Path(fp32):
+            prepared.unlink(missing_ok=True)
     atomic_write(Path(out), bytes(result.quantized_model))
     return {"method": "ai-edge-quantizer static_wi8_ai8", "weights": "int8 per-channel (symmetric)",
             "activations": "int8 per-tensor (asymmetric)", "io_dtype": "int8" if int8_io else "float32",
             "calibration_samples": len(batches), "seconds": round(time.perf_counter() - t0, 2),
+            "flatbuffer_passes": passes, "xnnpack": _xnnpack_facts(Path(out)),
             "versions": {"ai-edge-quantizer": dist_version("ai-edge-quantizer")}}
+
+
+# Before int8: ops XNNPACK runs in fp32 but not in int8 become ones it runs in both (an int8 average pool
+# stays on the CPU and splits the graph: GhostNetV2's DFC gates made 15 partitions at 112 px).
+INT8_FB_PASSES = ("avg_pool_as_depthwise",)
+
+
+def _int8_ready(fp32: Path, out: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The fp32 model with INT8_FB_PASSES applied (a temporary file beside `out`), and what they changed."""
+    from .tflite_flatbuffer import run_fb_passes
+
+    data, applied = run_fb_passes(fp32.read_bytes(), list(INT8_FB_PASSES))
+    if not applied:
+        return fp32, []
+    prepared = out.with_name(out.name + ".int8-ready.tflite")
+    prepared.write_bytes(data)
+    return prepared, applied
+
+
+def _xnnpack_facts(path: Path) -> dict[str, Any]:
+    """Partitions and delegated nodes of the int8 model (the fp32 model's figures do not carry over)."""
+    from .tflite import delegate_report
+
+    info = delegate_report(path)
+    return {k: info[k] for k in ("partitions", "delegated_nodes", "total_nodes", "undelegated_ops")}
 
 
 def run_batch(path: Path, x: np.ndarray) -> np.ndarray:

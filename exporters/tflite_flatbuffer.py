@@ -323,6 +323,34 @@ def strided_slice_as_depthwise(model: Any, options: dict) -> int:
     return n
 
 
+@register_fb_pass("avg_pool_as_depthwise")
+def avg_pool_as_depthwise(model: Any, options: dict) -> int:
+    """VALID AVERAGE_POOL_2D → depthwise conv with weights 1/(kh·kw): XNNPACK has no int8 average pool, it has this."""
+    s = schema()
+    n = 0
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            opts = op.builtinOptions
+            if op_name(model, op) != "AVERAGE_POOL_2D" or opts is None or opts.padding != s.Padding.VALID:
+                continue
+            xt = graph.tensors[int(op.inputs[0])]
+            if xt.type != s.TensorType.FLOAT32 or xt.shape is None or len(xt.shape) != 4:
+                continue
+            kh, kw, c = int(opts.filterHeight), int(opts.filterWidth), int(xt.shape[3])
+            tag = _name(graph.tensors[int(op.outputs[0])])
+            w = add_tensor(model, graph, tag + "/avg_w", [1, kh, kw, c], s.TensorType.FLOAT32,
+                           np.full((kh, kw, c), 1.0 / (kh * kw), np.float32).tobytes())
+            b = add_tensor(model, graph, tag + "/avg_b", [c], s.TensorType.FLOAT32, np.zeros(c, np.float32).tobytes())
+            op.opcodeIndex = opcode_index(model, "DEPTHWISE_CONV_2D")
+            op.inputs = np.array([int(op.inputs[0]), w, b], dtype=np.int32)
+            op.builtinOptionsType = s.BuiltinOptions.DepthwiseConv2DOptions
+            op.builtinOptions = s.DepthwiseConv2DOptionsT(
+                padding=s.Padding.VALID, strideW=opts.strideW, strideH=opts.strideH, depthMultiplier=1,
+                fusedActivationFunction=opts.fusedActivationFunction)
+            n += 1
+    return n
+
+
 def _pick_conv(model: Any, graph: Any, src: int, out: int, channels: int, sh: int, sw: int) -> Any:
     """A 1×1 depthwise conv with weight 1 and bias 0: every sh-th row and sw-th column of src, unchanged."""
     s = schema()

@@ -89,6 +89,9 @@ def test_gates_quantize_to_int8_and_agree_with_fp32(tmp_path):
     out = tmp_path / "gates_int8.tflite"
     info = Q.quantize_tflite(fp32, out, samples)
     assert info["calibration_samples"] == 16
+    # XNNPACK has no int8 AVERAGE_POOL_2D: the DFC pools become depthwise convs, so int8 stays one partition.
+    assert [p["name"] for p in info["flatbuffer_passes"]] == ["avg_pool_as_depthwise"]
+    assert info["xnnpack"]["partitions"] == 1 and info["xnnpack"]["undelegated_ops"] == [], info["xnnpack"]
     x = np.concatenate(samples)
     r = Q.compare(Q.run_tflite(fp32, x), Q.run_tflite(out, x))
     assert r["rel_l2"] <= 0.1, r
@@ -115,4 +118,5 @@ def test_ghostnetv2_int8_tflite_through_the_cli(tmp_path, capsys):
     assert m["precision"] == "int8" and m["verified"] is True
     q = m["target_info"]["quantization"]
     assert q["size"]["reduction"] >= 2.0
+    assert q["xnnpack"]["partitions"] == 1, q["xnnpack"]  # the int8 model's own figures (fp32's do not carry over)
     assert m["parity"]["top1_agreement"] >= 0.5 and m["parity"]["rel_l2"] <= m["parity"]["tolerance"]["rel_l2"]

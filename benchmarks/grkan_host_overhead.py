@@ -43,27 +43,29 @@ class _NoLaunch:
 
 @contextlib.contextmanager
 def stubbed_launches():
-    """Replace every @triton.jit kernel of both GR-KAN kernel generations by a no-op, restore after.
+    """Replace every @triton.jit kernel (a `*_kernel` name) of the GR-KAN modules by a no-op, restore after.
 
     Launch plans hold the kernel objects they were built with, so they are dropped on the way in and out.
     """
     from triton.runtime.jit import KernelInterface  # JITFunction, or InterpretedFunction under the interpreter
 
-    from mobiledeploy.models.grkan import grouped_kernels, kernels, persistent_kernels
+    from mobiledeploy.models.grkan import kernels
 
-    saved = {(m, n): v for m in (grouped_kernels, persistent_kernels) for n, v in vars(m).items()
+    mods = [m for n, m in list(sys.modules.items()) if n.startswith("mobiledeploy.models.grkan.") and m is not None]
+    saved = {(m, n): v for m in mods for n, v in vars(m).items()
              if isinstance(v, KernelInterface) and n.endswith("_kernel")}
     if not saved:  # timing real (interpreted) kernels would take hours and measure the wrong thing
-        raise RuntimeError("no Triton kernels found to stub in models/grkan/*_kernels.py")
+        raise RuntimeError("no Triton kernels found to stub in models/grkan/")
+    clear = getattr(kernels, "clear_plans", lambda: None)
     for m, n in saved:
         setattr(m, n, _NoLaunch())
-    kernels.clear_plans()
+    clear()
     try:
         yield sorted(f"{m.__name__.rsplit('.', 1)[-1]}.{n}" for m, n in saved)
     finally:
         for (m, n), v in saved.items():
             setattr(m, n, v)
-        kernels.clear_plans()
+        clear()
 
 
 def sync() -> None:

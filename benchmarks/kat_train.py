@@ -8,6 +8,11 @@ launch-bound steps swing widely.
 
     python benchmarks/kat_train.py [--rounds 5] [--steps 30] [--models vit,kat,vit_compile,kat_compile]
                                    [--out results.json]
+    torchrun --nproc-per-node N benchmarks/kat_train.py --ddp [...]   # DDP, --batch images per GPU
+
+With --ddp (under torchrun) every rank trains its own model replica wrapped in DistributedDataParallel
+(NCCL on GPUs, gloo on the CPU) on --batch images; the figures are images/s per GPU, the median over
+ranks of each rank's rounds, printed and written by rank 0.
 
 Models: vit, kat (our Triton op), kat_ref (PyTorch reference rational), *_compile variants
 (torch.compile of the whole model) and *_cudagraphs variants (torch.compile with
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,8 +36,8 @@ import torch.nn.functional as F
 from mobiledeploy.fsio import write_json
 
 
-def build(kind: str, device: str, num_classes: int = 1000):
-    """(model, optimizer, step callable) for one entry of --models."""
+def build(kind: str, device: str, num_classes: int = 1000, ddp: bool = False):
+    """(model, step callable) for one entry of --models; ddp wraps the model in DistributedDataParallel."""
     from mobiledeploy.models.kat import KAT
 
     base = kind.removesuffix("_cudagraphs").removesuffix("_compile")
@@ -45,12 +51,14 @@ def build(kind: str, device: str, num_classes: int = 1000):
         raise SystemExit(f"unknown model {kind!r}")
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=device == "cuda")
+    fwd = model
+    if ddp:
+        fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
+                                                        if device == "cuda" else None)
     if kind.endswith("_cudagraphs"):  # compile + CUDA graphs: what is left when host launch overhead is gone
-        fwd = torch.compile(model, mode="reduce-overhead")
+        fwd = torch.compile(fwd, mode="reduce-overhead")
     elif kind.endswith("_compile"):
-        fwd = torch.compile(model)
-    else:
-        fwd = model
+        fwd = torch.compile(fwd)
     amp = device == "cuda"
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -92,12 +100,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--ddp", action="store_true", help="DistributedDataParallel under torchrun: img/s per GPU")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    if args.out:
+    gpu = torch.cuda.is_available()
+    rank, world = _init_distributed(gpu) if args.ddp else (0, 1)
+    say = print if rank == 0 else _silent  # one rank reports
+    if args.out and rank == 0:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
 
-    gpu = torch.cuda.is_available()
     env = {"torch": torch.__version__}
     try:
         import triton
@@ -108,32 +119,34 @@ def main(argv: list[str] | None = None) -> int:
     if gpu:
         env["gpu"] = torch.cuda.get_device_name(0)
     else:
-        print("no CUDA device: a few fp32 steps at batch 2 on the CPU with the reference rational; "
-              "the training numbers need a GPU.", flush=True)
+        say("no CUDA device: a few fp32 steps at batch 2 on the CPU with the reference rational; "
+            "the training numbers need a GPU.", flush=True)
         args.batch, args.rounds, args.steps, args.warmup = 2, 2, 2, 1
         args.models = cpu_models(args.models)
-    print("environment:", json.dumps(env), flush=True)
+    if args.ddp:
+        env["ddp_world_size"] = world
+    say("environment:", json.dumps(env), flush=True)
     kinds = args.models.split(",")
     device, x, y = setup(args.batch)
 
     result = {"schema": "mobiledeploy.bench.kat_train/1", "env": env, "device": device,
-              "protocol": {"batch": args.batch, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
+              "protocol": {"batch": args.batch, "per_gpu": args.ddp, "world_size": world, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
                            "amp": "bf16" if gpu else "fp32", "optimizer": "AdamW fused" if gpu else "AdamW"},
               "models": {}}
     steps = {}
     for kind in kinds:
         t = time.perf_counter()
         try:
-            _, step = build(kind, device)
+            _, step = build(kind, device, ddp=args.ddp)
             for _ in range(args.warmup):  # compiles and tunes here
                 step(x, y)
             sync(device)
             steps[kind] = step
             result["models"][kind] = {"warmup_s": time.perf_counter() - t, "img_s": []}
-            print(f"{kind}: built and warmed up in {time.perf_counter() - t:.1f} s", flush=True)
+            say(f"{kind}: built and warmed up in {time.perf_counter() - t:.1f} s", flush=True)
         except Exception as e:  # a model that fails must not lose the others
             result["models"][kind] = {"error": f"{type(e).__name__}: {e}"[:300]}
-            print(f"{kind}: FAILED {type(e).__name__}: {e}", flush=True)
+            say(f"{kind}: FAILED {type(e).__name__}: {e}", flush=True)
     for r in range(args.rounds):
         for kind, step in steps.items():
             sync(device)
@@ -142,24 +155,49 @@ def main(argv: list[str] | None = None) -> int:
                 step(x, y)
             sync(device)
             ips = args.steps * args.batch / (time.perf_counter() - t)
+            if args.ddp:  # the median rank of this round, so that every rank's figure counts
+                ips = _median_over_ranks(ips, device, world)
             result["models"][kind]["img_s"].append(ips)
-            print(f"round {r + 1}: {kind:<12} {ips:8.1f} img/s", flush=True)
+            say(f"round {r + 1}: {kind:<12} {ips:8.1f} img/s", flush=True)
         _summarise(result)
-        if args.out:
+        if args.out and rank == 0:
             write_json(args.out, result, indent=1)
     _summarise(result)
-    print("\nmodel         median img/s   range")
+    say("\nmodel         median img/s   range")
     for kind, m in result["models"].items():
         if "median" in m:
-            print(f"{kind:<13} {m['median']:10.1f}   {m['min']:.1f} – {m['max']:.1f}")
+            say(f"{kind:<13} {m['median']:10.1f}   {m['min']:.1f} – {m['max']:.1f}")
     for k, v in result.get("ratios", {}).items():
-        print(f"{k}: {v:.3f}")
+        say(f"{k}: {v:.3f}")
     if not gpu:
-        print("(CPU smoke run; GPU numbers need a GPU)")
-    if args.out:
+        say("(CPU smoke run; GPU numbers need a GPU)")
+    if args.out and rank == 0:
         write_json(args.out, result, indent=1)
-        print(f"wrote {args.out}")
+        say(f"wrote {args.out}")
+    if args.ddp:
+        torch.distributed.destroy_process_group()
     return 0
+
+
+def _silent(*_, **__) -> None:
+    pass
+
+
+def _init_distributed(gpu: bool) -> tuple[int, int]:
+    """(rank, world size) of this torchrun process; one GPU per rank (LOCAL_RANK), NCCL, or gloo on the CPU."""
+    if "RANK" not in os.environ:
+        raise SystemExit("error: --ddp needs torchrun, e.g. torchrun --nproc-per-node 8 benchmarks/kat_train.py --ddp")
+    if gpu:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    torch.distributed.init_process_group("nccl" if gpu else "gloo")
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def _median_over_ranks(value: float, device: str, world: int) -> float:
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    out = [torch.zeros_like(t) for _ in range(world)]
+    torch.distributed.all_gather(out, t)
+    return statistics.median(float(v) for v in out)
 
 
 def _summarise(result: dict) -> None:

@@ -219,3 +219,89 @@ def test_kernel_version_from_env(monkeypatch):
     finally:
         monkeypatch.delenv(kernels.KERNEL_ENV)
         kernels.read_environment()
+
+
+@pytest.mark.parametrize("version", kernels.GENERATIONS)
+def test_bf16_output_is_the_fp32_output_rounded_once(version):
+    # act1 under autocast: fp32 in, bf16 out (what fc1 would cast to), the gradient comes back in bf16.
+    x, dy, a, b = make((29,), 768, seed=12)
+    y32 = kernels.forward(x, a, b, version=version)
+    y16 = kernels.forward(x, a, b, version=version, out_dtype=torch.bfloat16)
+    assert y16.dtype == torch.bfloat16
+    nearest = y32.to(torch.bfloat16)  # round to nearest even: what torch's cast and compiled Triton do
+    if INTERP:  # the interpreter's fp32 → bf16 conversion drops the low 16 bits (rounds toward zero)
+        toward_zero = (y32.view(torch.int32) & ~0xFFFF).view(torch.float32).to(torch.bfloat16)
+        assert torch.equal(y16, toward_zero) and not torch.equal(toward_zero, nearest)
+    else:
+        assert torch.equal(y16, nearest)
+    dy16 = dy.to(torch.bfloat16)
+    got = kernels.backward(dy16, x, a, b, version=version)
+    want = kernels.backward(dy16.float(), x, a, b, version=version)  # bf16 → fp32 is exact
+    assert got[0].dtype == torch.float32
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+
+
+def test_module_under_autocast_writes_bf16_and_trains():
+    torch.manual_seed(0)
+    m = GRKAN(8, "swish", backend="triton").to(DEVICE)
+    with torch.no_grad():
+        m.weight_denominator.add_(0.05 * torch.randn(8, 4, device=DEVICE))
+    x, dy, _, _ = make((3, 5), 192, seed=13)
+    xs = x.clone().requires_grad_()
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        y = m(xs)
+        y2 = GRKAN(8, "swish", backend="triton", autocast_output=False).to(DEVICE)(x)
+    assert y.dtype == torch.bfloat16 and y2.dtype == torch.float32
+    assert m(x).dtype == torch.float32  # no autocast: x's dtype
+    dy16 = dy.to(torch.bfloat16)
+    y.backward(dy16)
+    assert xs.grad.dtype == torch.float32
+    a, b = m.weight_numerator.detach(), m.weight_denominator.detach()
+    y64, dx64, da64, db64 = float64_reference(x, dy16.float(), a, b)
+    assert rel_l2(y.float().cpu(), y64) <= 2 ** -8
+    for got, want in ((xs.grad, dx64), (m.weight_numerator.grad, da64), (m.weight_denominator.grad, db64)):
+        assert rel_l2(got.cpu(), want) <= 1e-6
+
+
+def test_a_planned_call_reads_no_environment_and_follows_configuration_changes(monkeypatch):
+    # The lean call path: after the first call of a shape, forward+backward read no environment variable
+    # (the earlier path read ~6 per call); a configuration change (or clear_plans) retires the module's plan.
+    import collections.abc
+
+    m = GRKAN(8, "swish", backend="triton").to(DEVICE)
+    x, dy, _, _ = make((2, 7), 192, seed=14)
+    xs = x.clone().requires_grad_()
+    m(xs).backward(dy)
+    first = m._eager[3]
+    want = xs.grad.clone()
+
+    class Watched(collections.abc.Mapping):
+        reads = 0
+
+        def __getitem__(self, k):
+            Watched.reads += 1
+            return saved[k]
+
+        def __iter__(self):
+            return iter(saved)
+
+        def __len__(self):
+            return len(saved)
+
+        def get(self, k, default=None):
+            Watched.reads += 1
+            return saved.get(k, default)
+
+    saved = os.environ
+    monkeypatch.setattr(os, "environ", Watched())
+    xs.grad = None
+    m(xs).backward(dy)
+    monkeypatch.undo()
+    assert Watched.reads == 0 and m._eager[3] is first and torch.equal(xs.grad, want)
+    with kernels.configured(grouped_backward=GroupedConfig(2, 4, 2)):
+        xs.grad = None
+        m(xs).backward(dy)
+        assert m._eager[3] is not first and not first.valid
+    _, dx64, _, _ = float64_reference(x, dy, m.weight_numerator.detach(), m.weight_denominator.detach())
+    assert rel_l2(xs.grad.cpu(), dx64) <= 1e-6

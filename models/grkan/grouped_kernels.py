@@ -17,8 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .kernel_math import (PARTIAL_SLOTS, add_coefficient_terms, gradient_terms, load_group_denominator,
-                          load_numerator, rational, sign)
+from .kernel_math import (PARTIAL_SLOTS, add_coefficient_terms, bound_launch, gradient_terms,
+                          load_group_denominator, load_numerator, rational, sign)
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,8 @@ def forward_launcher(M: int, C: int, G: int, numel: int, cfg: GroupedConfig) -> 
     """launch(x, y, a, b) for this shape and configuration, everything but the tensors bound once."""
     dg, bc, cpg, even = group_tiles(C, G)
     grid = ((M + cfg.block_m - 1) // cfg.block_m, G * cpg)
-    return functools.partial(forward_kernel[grid], M=M, C=C, DG=dg, CPG=cpg, BLOCK_M=cfg.block_m, BLOCK_C=bc,
-                             EVEN_C=even, INT64=numel >= 2**31, num_warps=cfg.num_warps)
+    # Fixed arguments in signature order: M, C, DG, CPG, BLOCK_M, BLOCK_C, EVEN_C, INT64.
+    return bound_launch(forward_kernel, grid, cfg.num_warps, M, C, dg, cpg, cfg.block_m, bc, even, numel >= 2**31)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,13 +195,13 @@ def backward_launcher(M: int, C: int, G: int, numel: int, cfg: GroupedConfig, de
     """
     dg, bc, cpg, even = group_tiles(C, G)
     r = (M + cfg.block_m * cfg.iters - 1) // (cfg.block_m * cfg.iters)
-    backward = functools.partial(backward_kernel[(r, G * cpg)], M=M, ITERS=cfg.iters, C=C, DG=dg, CPG=cpg,
-                                 BLOCK_M=cfg.block_m, BLOCK_C=bc, EVEN_C=even, INT64=numel >= 2**31,
-                                 ATOMIC=not deterministic, num_warps=cfg.num_warps)
+    # Fixed arguments in signature order: M, ITERS, C, DG, CPG, BLOCK_M, BLOCK_C, EVEN_C, INT64, ATOMIC.
+    backward = bound_launch(backward_kernel, (r, G * cpg), cfg.num_warps, M, cfg.iters, C, dg, cpg, cfg.block_m, bc,
+                            even, numel >= 2**31, not deterministic)
     if not deterministic:
         return lambda x, dy, dx, a, b, da, db: backward(x, dy, dx, a, b, da, da, db)
     part = torch.empty((G * cpg * r * PARTIAL_SLOTS,), dtype=torch.float32, device=device)
-    fold = functools.partial(fold_partials_kernel[(1,)], N_PER_GROUP=cpg * r, G=G, BLOCK_R=128, num_warps=4)
+    fold = bound_launch(fold_partials_kernel, (1,), 4, cpg * r, G, 128)  # N_PER_GROUP, G, BLOCK_R
 
     def launch(x, dy, dx, a, b, da, db) -> None:
         backward(x, dy, dx, a, b, part, da, db)

@@ -1,4 +1,5 @@
-"""The rational and its gradient as @triton.jit helpers, shared by both kernel generations.
+"""The rational and its gradient as @triton.jit helpers, shared by both kernel generations, and how
+their launchers bind a kernel's fixed arguments.
 
 All arithmetic is fp32 whatever the load/store dtype. Every helper is inlined into the kernel that
 calls it, so splitting the math out changes no instruction and no rounding.
@@ -6,12 +7,25 @@ calls it, so splitting the math out changes no instruction and no rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import triton
 import triton.language as tl
 
 # Slots per program in a partial-sums buffer: 10 used (6 numerator, 4 denominator sums); 16 keeps
 # each program's row 64-byte aligned.
 PARTIAL_SLOTS = 16
+
+
+def bound_launch(kernel, grid: tuple[int, ...], num_warps: int, *fixed: object) -> Callable[..., None]:
+    """launch(*tensors) = kernel[grid](*tensors, *fixed, num_warps=num_warps): every argument after the
+    tensors is fixed once, passed by position so that a launch builds no keyword dictionary."""
+    launch = kernel[grid]
+
+    def run(*tensors: object) -> None:
+        launch(*tensors, *fixed, num_warps=num_warps)
+
+    return run
 
 
 @triton.jit

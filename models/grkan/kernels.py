@@ -38,6 +38,7 @@ _MODULES = {"grouped": grouped_kernels, "persistent": persistent_kernels}
 _env_generation: dict[str, str] | None = None  # $MOBILEDEPLOY_GRKAN_KERNEL, read once
 _forced: dict[str, object] = {}  # "grouped_forward" → configuration (sweeps, tests); see configured()
 _plans: dict[tuple, Callable[..., None]] = {}
+_call_plans: dict[tuple, CallPlan] = {}
 _tuned: dict[tuple, object] = {}
 
 
@@ -72,9 +73,19 @@ def generation(direction: str, version: str | None = None) -> str:
     return name
 
 
+def set_generation(name: str | None) -> None:
+    """Pin one generation for both directions (None: $MOBILEDEPLOY_GRKAN_KERNEL or the defaults again)."""
+    global GENERATION
+    GENERATION = None if name is None else generation("forward", name)
+    clear_plans()
+
+
 def clear_plans() -> None:
     """Forget every launch plan (they hold the kernel objects and configurations they were built with)."""
     _plans.clear()
+    for plan in _call_plans.values():
+        plan.valid = False  # callers that kept a plan (GRKAN modules) must get a new one
+    _call_plans.clear()
 
 
 @contextlib.contextmanager
@@ -145,6 +156,82 @@ def backward(dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     launch(x, dy, dx, a, b, da, db)
     return dx, (da if a.dtype == torch.float32 else da.to(a.dtype)), (db if b.dtype == torch.float32 else
                                                                       db.to(b.dtype))
+
+
+class CallPlan:
+    """The eager autograd path's launches for one (shape, dtype, device, output dtype, reduction mode).
+
+    Everything a call would otherwise decide (generation, configuration, grid, buffers) is decided when
+    the plan first runs; forward() and backward() then allocate the outputs and launch.
+    """
+
+    __slots__ = ("out_dtype", "deterministic", "generations", "valid", "_forward", "_backward", "_backward_dtype")
+
+    def __init__(self, out_dtype: torch.dtype | None, deterministic: bool) -> None:
+        self.valid = False  # True while kept in the plan cache: clear_plans() ends it
+        self.out_dtype = out_dtype
+        self.deterministic = deterministic
+        self.generations = (generation("forward"), generation("backward"))
+        self._forward: Callable[..., None] | None = None
+        self._backward: Callable[..., None] | None = None
+        self._backward_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """y = P(x)/Q(x) in out_dtype."""
+        if not x.is_contiguous():
+            x = x.contiguous()
+        y = torch.empty_like(x, dtype=self.out_dtype)
+        launch = self._forward
+        if launch is None:
+            if x.numel() == 0:
+                return y
+            launch = _forward_plan((self.generations[0], x.shape, x.dtype, y.dtype, x.device, b.shape[0]), x, y,
+                                   a.contiguous(), b.contiguous())
+            if not _capturing(x):
+                self._forward = launch
+        launch(x, y, a if a.is_contiguous() else a.contiguous(), b if b.is_contiguous() else b.contiguous())
+        return y
+
+    def backward(self, dy: torch.Tensor, x: torch.Tensor, a: torch.Tensor,
+                 b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(dx, da, db) as backward() returns them."""
+        if not dy.is_contiguous():
+            dy = dy.contiguous()
+        if not x.is_contiguous():
+            x = x.contiguous()
+        if not a.is_contiguous():
+            a = a.contiguous()
+        if not b.is_contiguous():
+            b = b.contiguous()
+        dx = torch.empty_like(x)
+        da = torch.empty_like(a, dtype=torch.float32)
+        db = torch.empty_like(b, dtype=torch.float32)
+        launch = self._backward
+        if launch is None or self._backward_dtype is not dy.dtype:
+            if x.numel() == 0:
+                return dx, torch.zeros_like(a), torch.zeros_like(b)
+            key = (self.generations[1], x.shape, x.dtype, dy.dtype, x.device, b.shape[0], self.deterministic)
+            launch = _plans.get(key) or _backward_plan(key, x, dy, dx, a, b, da, db, self.deterministic)
+            if not _capturing(x):
+                self._backward, self._backward_dtype = launch, dy.dtype
+        if not self.deterministic:
+            da.zero_()
+            db.zero_()
+        launch(x, dy, dx, a, b, da, db)
+        return dx, (da if a.dtype is torch.float32 else da.to(a.dtype)), (db if b.dtype is torch.float32 else
+                                                                          db.to(b.dtype))
+
+
+def call_plan(x: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype | None, deterministic: bool) -> CallPlan:
+    """The plan for x's shape, dtype and device (one dictionary lookup once built)."""
+    key = (x.shape, x.dtype, x.device, b.shape[0], out_dtype, deterministic)
+    plan = _call_plans.get(key)
+    if plan is None:
+        plan = CallPlan(out_dtype, deterministic)
+        if not _capturing(x):
+            _call_plans[key] = plan
+            plan.valid = True
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import torch.nn as nn
 from mobiledeploy.errors import UserError
 
 from .init import init_coefficients
-from .op import grkan, has_triton
+from .op import eager_plan, grkan, has_triton, planned_grkan
 from .reference import check_shapes, grkan_reference
 
 BACKENDS = ("auto", "reference", "triton")
@@ -55,40 +55,44 @@ class GRKAN(nn.Module):
         self.deterministic = deterministic
         self.autocast_output = autocast_output
         self._triton = has_triton()
-        self._checked: tuple | None = None  # (channels, numerator, denominator) last validated
+        # (numerator, denominator, call signature, launch plan) of the last eager Triton call
+        self._eager: tuple | None = None
         a, b = init_coefficients(init, num_groups)
         self.weight_numerator = nn.Parameter(a)
         self.weight_denominator = nn.Parameter(b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # This runs 24 times per KAT-T training step, and its host time is the step's: an eager call like
+        # the previous one (same shape, dtypes, device, parameters, settings) reuses that call's launch
+        # plan after a few comparisons; anything else takes the checked path below.
         a, b = self.weight_numerator, self.weight_denominator
-        # Validate once per channel count and parameter objects, not on every call (host time per step).
-        if self._checked is None or self._checked[0] != x.shape[-1] or self._checked[1] is not a \
-                or self._checked[2] is not b or torch.compiler.is_compiling():
-            check_shapes(x, a, b)
-            if not torch.compiler.is_compiling():
-                self._checked = (x.shape[-1], a, b)
-        out_dtype = self._out_dtype(x)
+        out_dtype = None
+        if x.dtype is torch.float32 and self.autocast_output and torch.is_autocast_enabled(x.device.type):
+            out_dtype = torch.get_autocast_dtype(x.device.type)
+        if torch.compiler.is_compiling() or tracing_for_export():
+            return self._checked_forward(x, a, b, out_dtype)
+        signature = (x.shape, x.dtype, x.device, out_dtype, self.backend, self.deterministic)
+        last = self._eager
+        if last is not None and last[0] is a and last[1] is b and last[3].valid and last[2] == signature:
+            return planned_grkan(x, a, b, last[3])
+        y = self._checked_forward(x, a, b, out_dtype)
+        plan = eager_plan(x, b, out_dtype, self.deterministic) if self._use_op(x) else None
+        self._eager = (a, b, signature, plan) if plan is not None and plan.valid else None
+        return y
+
+    def _checked_forward(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                         out_dtype: torch.dtype | None) -> torch.Tensor:
+        check_shapes(x, a, b)
         if self._use_op(x):
             return grkan(x, a, b, self.deterministic, out_dtype)
         y = grkan_reference(x, a, b)
         return y if out_dtype is None else y.to(out_dtype)
 
-    def _out_dtype(self, x: torch.Tensor) -> torch.dtype | None:
-        """The autocast dtype for an fp32 input under autocast (see autocast_output), else None: x's dtype."""
-        if not self.autocast_output or x.dtype != torch.float32:
-            return None
-        dev = x.device.type
-        if not torch.is_autocast_enabled(dev):
-            return None
-        return torch.get_autocast_dtype(dev)
-
     def _use_op(self, x: torch.Tensor) -> bool:
+        """Whether forward takes the op (Triton kernels where they run) rather than the reference math."""
         if self.backend == "reference" or tracing_for_export():
             return False
-        if self.backend == "triton":
-            return True
-        return x.is_cuda and self._triton
+        return self.backend == "triton" or (x.is_cuda and self._triton)
 
     def extra_repr(self) -> str:
         return f"num_groups={self.num_groups}, init={self.init_mode!r}, backend={self.backend!r}"

@@ -103,9 +103,7 @@ grkan_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _GRKANFunction(torch.autograd.Function):
-    """The eager path: the same kernels as the custom ops without the dispatcher's Python round trips
-    (custom-op dispatch, its torch.compile-disable wrapper, the registered-autograd shim), which cost
-    more host time per call than the kernels' device time at KAT-T sizes."""
+    """The eager path where the kernels do not run (CPU without the interpreter): the reference formulas."""
 
     @staticmethod
     def forward(ctx, x, numerator, denominator, deterministic, out_dtype):
@@ -120,11 +118,43 @@ class _GRKANFunction(torch.autograd.Function):
         return dx, dn, dd, None, None
 
 
+class _PlannedGRKAN(torch.autograd.Function):
+    """The eager Triton path: a launch plan decided once per shape, so a call is little more than its
+    allocations and launches. No custom-op dispatch either (its Python round trips cost more host time
+    than the kernels' device time at KAT-T sizes); torch.compile gets the custom op instead."""
+
+    @staticmethod
+    def forward(ctx, x, numerator, denominator, plan):
+        ctx.save_for_backward(x, numerator, denominator)
+        ctx.plan = plan
+        return plan.forward(x, numerator, denominator)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, numerator, denominator = ctx.saved_tensors
+        dx, dn, dd = ctx.plan.backward(grad, x, numerator, denominator)
+        return dx, dn, dd, None
+
+
+def planned_grkan(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, plan) -> torch.Tensor:
+    """The eager Triton path with a launch plan from eager_plan() (GRKAN reuses one across calls)."""
+    return _PlannedGRKAN.apply(x, numerator, denominator, plan)
+
+
+def eager_plan(x: torch.Tensor, denominator: torch.Tensor, out_dtype: torch.dtype | None, deterministic: bool):
+    """The kernels' CallPlan for eager calls on x, or None where the kernels do not run (reference math)."""
+    if not _use_triton(x):
+        return None
+    return (_kernels or _kernel_module()).call_plan(x, denominator, out_dtype, deterministic)
+
+
 def grkan(x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, deterministic: bool = True,
           out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Differentiable GR-KAN (Triton where available), y written in out_dtype (default x's dtype): the custom
-    op while torch.compile traces (one opaque node), a plain autograd.Function in eager mode (less host
-    overhead)."""
+    op while torch.compile traces (one opaque node), a planned autograd.Function in eager mode."""
     if torch.compiler.is_compiling():
         return grkan_fwd(x, numerator, denominator, deterministic, out_dtype)
+    if _use_triton(x):
+        plan = (_kernels or _kernel_module()).call_plan(x, denominator, out_dtype, deterministic)
+        return _PlannedGRKAN.apply(x, numerator, denominator, plan)
     return _GRKANFunction.apply(x, numerator, denominator, deterministic, out_dtype)

@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from .kernel_math import PARTIAL_SLOTS, add_coefficient_terms, gradient_terms, load_numerator, rational, sign
+from .kernel_math import (PARTIAL_SLOTS, add_coefficient_terms, bound_launch, gradient_terms, load_numerator,
+                          rational, sign)
 
 # Backward accumulation: INNER row blocks add element-wise in plain fp32 (a chain of INNER adds; 12 was
 # measured fine, 32 reached 9e-7 of the 1e-6 budget), then per-column Neumaier sums carry the rest of the
@@ -168,9 +169,9 @@ def forward_launcher(M: int, C: int, G: int, cfg: PersistentConfig, device: torc
     """launch(x, y, a, b) for this shape and configuration, everything but the tensors bound once."""
     dg, bc, n_ct, even, _ = column_tiles(C, G)
     block_r, progs, iters = row_programs(cfg, M, bc, n_ct, device)
-    return functools.partial(forward_kernel[(progs, n_ct)], M=M, ITERS=iters, C=C, DG=dg, BLOCK_R=block_r,
-                             BLOCK_C=bc, EVEN_C=even, INT64=_needs_int64(block_r, progs, iters, C),
-                             num_warps=cfg.num_warps)
+    # Fixed arguments in signature order: M, ITERS, C, DG, BLOCK_R, BLOCK_C, EVEN_C, INT64.
+    return bound_launch(forward_kernel, (progs, n_ct), cfg.num_warps, M, iters, C, dg, block_r, bc, even,
+                        _needs_int64(block_r, progs, iters, C))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,16 +344,16 @@ def backward_launcher(M: int, C: int, G: int, cfg: PersistentConfig, device: tor
     dg, bc, n_ct, even, ngt = column_tiles(C, G, BACKWARD_MAX_TILE_WIDTH)
     block_r, progs, iters = row_programs(cfg, M, bc, n_ct, device)
     outer = (iters + inner - 1) // inner
-    backward = functools.partial(
-        backward_kernel[(progs, n_ct)], M=M, OUTER=outer, C=C, DG=dg, G=G, NGT=ngt, BLOCK_R=block_r, BLOCK_C=bc,
-        EVEN_C=even, INT64=_needs_int64(block_r, progs, outer * inner, C), ATOMIC=not deterministic, INNER=inner,
-        COMPENSATE=compensate, num_warps=cfg.num_warps)
+    # Fixed arguments in signature order: M, OUTER, C, DG, G, NGT, BLOCK_R, BLOCK_C, EVEN_C, INT64, ATOMIC, INNER,
+    # COMPENSATE.
+    backward = bound_launch(backward_kernel, (progs, n_ct), cfg.num_warps, M, outer, C, dg, G, ngt, block_r, bc, even,
+                            _needs_int64(block_r, progs, outer * inner, C), not deterministic, inner, compensate)
     if not deterministic:
         return lambda x, dy, dx, a, b, da, db: backward(x, dy, dx, a, b, da, da, db)
     part = torch.empty((progs * n_ct * ngt * PARTIAL_SLOTS,), dtype=torch.float64, device=device)
     gsum = torch.empty((G, 16), dtype=torch.float64, device=device)
-    fold = functools.partial(fold_partials_kernel[(1,)], P=progs, N_CT=n_ct, NGT=ngt, BLOCK_C=bc, DG=dg, G=G,
-                             GP2=triton.next_power_of_2(G), BLOCK_P=512, num_warps=8)
+    # Fixed arguments in signature order: P, N_CT, NGT, BLOCK_C, DG, G, GP2, BLOCK_P.
+    fold = bound_launch(fold_partials_kernel, (1,), 8, progs, n_ct, ngt, bc, dg, G, triton.next_power_of_2(G), 512)
 
     def launch(x, dy, dx, a, b, da, db) -> None:
         backward(x, dy, dx, a, b, part, da, db)

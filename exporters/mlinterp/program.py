@@ -24,6 +24,7 @@ class _Step:
     where: str  # "conv 'conv2d_3'", for messages
     args: dict[str, Any]  # input name → var name | ("const", value) | list of those (variadic)
     outputs: list[tuple[str, tuple]]  # (name, (kind, dtype, shape))
+    consts: frozenset = frozenset()  # inputs bound to constants (some iOS17 type rules depend on it)
 
 
 class MLProgram:
@@ -70,7 +71,8 @@ class MLProgram:
                 else:
                     args[key] = binds[0]
             outs = [(o.name, declared_type(o.type, f"{where} output {o.name!r}")) for o in op.outputs]
-            self.steps.append(_Step(op.type, where, args, outs))
+            consts = frozenset(k for k, v in args.items() if isinstance(v, tuple) or (isinstance(v, str) and v in self.consts))
+            self.steps.append(_Step(op.type, where, args, outs, consts))
 
     def _fold_constexpr(self, op, where: str, root: Path, blobs: dict) -> None:
         """Decompress a compile-time op (compressed weights) once, at load time, into a constant.
@@ -108,8 +110,11 @@ class MLProgram:
 
 def _call(step: _Step, kwargs: dict[str, Any]) -> dict[str, Any]:
     """Run one op on resolved inputs; its results by output name, each checked against its declared type."""
+    fn = get_op(step.op_type, step.where)
+    if getattr(fn, "const_inputs", False):  # the op's typing depends on which inputs are constants
+        kwargs = dict(kwargs, const_inputs=step.consts)
     try:
-        res = get_op(step.op_type, step.where)(**kwargs)
+        res = fn(**kwargs)
     except MLInterpError as e:
         raise type(e)(f"{step.where}: {e.message}", e.hint) from None
     except TypeError as e:  # an input the op definition does not have

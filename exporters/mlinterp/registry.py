@@ -15,8 +15,8 @@ from .errors import UnsupportedOpError
 
 OpFn = Callable[..., Any]
 OPS: dict[str, OpFn] = {}
-# Inputs that take any number of arguments (concat's `values`, …) and always arrive as a list.
-VARIADIC = {"values"}
+# Inputs that take any number of arguments (concat's `values`, reshape_like's tuples) and always arrive as a list.
+VARIADIC = {"values", "ref_tensors", "begins", "ends", "end_masks"}
 # The iOS version of the running program's opset (CoreML5 → 15, …, CoreML8 → 18): some ops' type rules
 # depend on it (iOS17 lets conv/linear/matmul/norm weights have another dtype than x; reshape takes 0).
 _IOS: ContextVar[int] = ContextVar("mlinterp_ios", default=15)

@@ -2,5 +2,5 @@
 
 from . import (  # noqa: F401
     activation, bilinear, classify, constexpr, conv, elementwise, image, linear, normalization, pool, reduction,
-    sampling, sequence, sorting, tensor,
+    rearrange, sampling, sequence, sorting, tensor,
 )

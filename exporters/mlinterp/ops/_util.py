@@ -45,7 +45,10 @@ def split_type(x: Any, **params: Any) -> np.dtype:
     """x's dtype T for ops whose parameters (weights, bias, gamma, …) form a domain U of their own from iOS17
     on (conv, linear, matmul, the norms); before iOS17 they all share T. Returns T (the result's dtype)."""
     if current_ios() < 17:
-        return same_type(x=x, **params)
+        try:
+            return same_type(x=x, **params)
+        except ProgramTypeError as e:
+            raise ProgramTypeError(f"{e.message} (before iOS17 x and the parameters share one type)") from None
     if any(v is not None for v in params.values()):
         same_type(**params)
     return np.asarray(x).dtype

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ProgramTypeError, UnsupportedOpError
-from ..registry import register_op
+from ..registry import current_ios, register_op
 from ._util import back, same_type, scalar, split_type, tt
 
 
@@ -30,21 +30,35 @@ def _float_only(dt: np.dtype) -> None:
 
 
 @register_op()
-def matmul(x, y, transpose_x=False, transpose_y=False):
-    """Batched matrix product with numpy broadcasting; rank-1 operands as in numpy."""
-    dt = split_type(x, y=y)
-    if dt.kind in "iu":
-        a, b = torch.from_numpy(np.asarray(x, np.int64)), torch.from_numpy(np.asarray(y, np.int64))
+def matmul(x, y, transpose_x=False, transpose_y=False, const_inputs=frozenset()):
+    """Batched matrix product with numpy broadcasting; rank-1 operands as in numpy.
+
+    iOS17: x and y may differ in dtype when exactly one is a constant; the result takes the dtype of
+    the other (the non-constant) one.
+    """
+    xd, yd = np.asarray(x).dtype, np.asarray(y).dtype
+    if xd != yd and current_ios() >= 17 and (("x" in const_inputs) != ("y" in const_inputs)):
+        dt = yd if "x" in const_inputs else xd
     else:
+        dt = same_type(x=x, y=y)
+    if xd.kind in "iu" and yd.kind in "iu":
+        a, b = torch.from_numpy(np.asarray(x, np.int64)), torch.from_numpy(np.asarray(y, np.int64))
+    elif xd.kind == "f" and yd.kind == "f":  # fp16 widens to fp32 exactly
         a, b = tt(x), tt(y)
+    else:  # int × float (iOS17, one side constant): exact in float64
+        a, b = torch.from_numpy(np.asarray(x, np.float64)), torch.from_numpy(np.asarray(y, np.float64))
     if bool(scalar(transpose_x)) and a.dim() >= 2:
         a = a.transpose(-1, -2)
     if bool(scalar(transpose_y)) and b.dim() >= 2:
         b = b.transpose(-1, -2)
     try:
-        return back(torch.matmul(a, b), dt)
+        r = torch.matmul(a, b)
+        return back(torch.trunc(r) if dt.kind in "iu" and r.is_floating_point() else r, dt)
     except RuntimeError as e:
         raise ProgramTypeError(f"matmul shapes {tuple(a.shape)} × {tuple(b.shape)}: {e}") from None
+
+
+matmul.const_inputs = True  # type: ignore[attr-defined]  (the executor passes which inputs are constants)
 
 
 

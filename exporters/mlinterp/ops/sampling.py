@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import ProgramTypeError, UnsupportedOpError
+from ..errors import AmbiguousOpError, ProgramTypeError, UnsupportedOpError
 from ..registry import register_op
 from ._util import back, f32, floating, ints, scalar, tt
 from .bilinear import grid, lerp_axis
@@ -42,8 +42,8 @@ def _box_grid(start: float, end: float, n_out: int, mode: str) -> np.ndarray:
         if n_out == 1:
             return np.array([start if mode == "STRICT_ALIGN_CORNERS" else (start + end) / 2])
         return start + np.arange(n_out) * ((end - start) / (n_out - 1))
-    raise UnsupportedOpError(f"crop_resize sampling_mode {mode!r} is not implemented by the interpreter "
-                             "(only the ALIGN_CORNERS grids, whose sample positions the spec pins down)")
+    raise AmbiguousOpError(f"crop_resize sampling_mode {mode!r}: the MIL spec defines this grid for a whole "
+                           "axis, not for a box, so no result is reported (ALIGN_CORNERS grids are)")
 
 
 def _sample_rows(t: torch.Tensor, axis: int, g: np.ndarray, pad: float) -> torch.Tensor:
@@ -154,7 +154,7 @@ def resample(x, coordinates, sampling_mode, padding_mode, padding_value, coordin
     py = _pixel_coords(co[..., 1], h, str(coordinates_mode), align)
     pad = np.float32(scalar(f32(padding_value)))
     if sampling_mode == "nearest":
-        taps = [(np.floor(py + 0.5), np.floor(px + 0.5), 1.0)]
+        taps = [(np.floor(py + 0.5), np.floor(px + 0.5), np.ones_like(py))]
     elif sampling_mode == "bilinear":
         y0, x0 = np.floor(py), np.floor(px)
         fy, fx = py - y0, px - x0
@@ -171,3 +171,25 @@ def resample(x, coordinates, sampling_mode, padding_mode, padding_value, coordin
         vals = np.where((vy & vx)[..., None], vals, pad)
         out += (np.moveaxis(vals, -1, 1) * np.asarray(wt, np.float32)[:, None]).astype(np.float32)
     return back(out, dt)
+
+
+@register_op()
+def affine(x, transform_matrix, output_height, output_width, sampling_mode, padding_mode, padding_value,
+           coordinates_mode, align_corners):
+    """Sample x at (a0·u + a1·v + a2, b0·u + b1·v + b2) for every output point (u, v) of the output grid in
+    `coordinates_mode` (u, v from −1 to 1 across the output), then as resample does."""
+    if coordinates_mode != "normalized_minus_one_to_one" or not bool(scalar(align_corners)):
+        raise UnsupportedOpError(f"affine with coordinates_mode {coordinates_mode!r}, align_corners="
+                                 f"{bool(scalar(align_corners))}: MIL defines only normalized_minus_one_to_one "
+                                 "with align_corners")
+    a = np.asarray(x)
+    m = np.asarray(f32(transform_matrix), np.float64).reshape(-1, 6)
+    if m.shape[0] not in (1, a.shape[0]):
+        raise ProgramTypeError(f"affine transform_matrix {m.shape} for a batch of {a.shape[0]}")
+    m = np.broadcast_to(m, (a.shape[0], 6))
+    h, w = int(scalar(output_height)), int(scalar(output_width))
+    v, u = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
+    xs = m[:, 0, None, None] * u + m[:, 1, None, None] * v + m[:, 2, None, None]
+    ys = m[:, 3, None, None] * u + m[:, 4, None, None] * v + m[:, 5, None, None]
+    coords = np.stack([xs, ys], -1).astype(np.float32)
+    return resample(x, coords, sampling_mode, padding_mode, padding_value, coordinates_mode, align_corners)

@@ -108,6 +108,12 @@ def split(x, axis, num_splits=None, split_sizes=None):
 @register_op()
 def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None):
     """x[begin:end:stride] per dim (numpy rules); masks ignore begin/end; squeeze_mask indexes."""
+    idx = slice_index(x, begin, end, stride, begin_mask, end_mask, squeeze_mask)
+    return np.ascontiguousarray(np.asarray(x)[idx])
+
+
+def slice_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None) -> tuple:
+    """The numpy index that slice_by_index's arguments describe (shared with slice_update)."""
     r = np.ndim(x)
     b, e = ints(begin), ints(end)
     st = ints(stride) if stride is not None else [1] * r
@@ -116,7 +122,7 @@ def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, s
     sm = [bool(v) for v in np.asarray(squeeze_mask).reshape(-1)] if squeeze_mask is not None else [False] * r
     if not all(len(v) == r for v in (b, e, st, bm, em, sm)):
         raise ProgramTypeError(f"slice_by_index arguments for rank {r}")
-    idx = []
+    idx: list = []
     for i in range(r):
         if sm[i]:
             if not -np.shape(x)[i] <= b[i] < np.shape(x)[i]:
@@ -126,7 +132,7 @@ def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, s
             if st[i] == 0:
                 raise ProgramTypeError("slice stride 0")
             idx.append(slice(None if bm[i] else b[i], None if em[i] else e[i], st[i]))
-    return np.ascontiguousarray(np.asarray(x)[tuple(idx)])
+    return tuple(idx)
 
 
 @register_op()

@@ -95,31 +95,17 @@ class _Timed:
         if kind.startswith("pte"):
             from mobiledeploy.exporters import executorch as ET
 
-            _, method = ET.load_method(path, threads=1)
+            # The method points into its program: keep both alive for as long as it runs.
+            program, method = ET.load_method(path, threads=1)
             xt = [torch.from_numpy(x)]
-            self.call = lambda: method.execute(xt)[0].numpy()
-        elif kind == "onnx":
-            import onnxruntime as ort
+            self.call = lambda keep=program: method.execute(xt)[0].numpy()
+        else:  # our devicebench runners: 1 thread, the same loaders `bench` uses
+            from mobiledeploy.devicebench.runners import get_runner
 
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            feeds = {sess.get_inputs()[0].name: x}
-            self.call = lambda: sess.run(None, feeds)[0]
-        else:
-            from mobiledeploy.exporters.tflite import _quiet, interpreter
-
-            with _quiet():
-                it = interpreter(path, threads=1)
-            inp, out = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-
-            def call() -> np.ndarray:
-                it.set_tensor(inp, x)
-                it.invoke()
-                return it.get_tensor(out)
-
-            self.call = call
+            runner = get_runner("onnxruntime" if kind == "onnx" else "litert")(str(path), 1)
+            fn = runner.prepare({runner.input_specs()[0].name: x})
+            self.runner = runner
+            self.call = lambda: fn()[0]
         self.times: list[float] = []
 
     def run(self, n: int) -> None:
@@ -145,9 +131,9 @@ def _pieces(kind: str, path: Path, pte_info: dict | None) -> str:
     if kind.startswith("pte"):
         return f"{pte_info['partitions']} ({pte_info['delegated_nodes']}/{pte_info['total_nodes']} nodes)"
     if kind == "tflite":
-        from mobiledeploy.exporters.tflite import delegate_report
+        from mobiledeploy.devicebench.runners import get_runner
 
-        r = delegate_report(path)
+        r = get_runner("litert")(str(path), 1).delegation()
         return f"{r['partitions']} ({r['delegated_nodes']}/{r['total_nodes']} nodes)"
     return "n/a (CPU EP)"
 

@@ -81,10 +81,10 @@ class ExecuTorchRunner(Runner):
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         torch = self.torch
         tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]
-        execute = self.method.execute
+        execute, program = self.method.execute, self.program
         self._reset_threads(int(self.threads))  # the pool is process-wide: another runner may have changed it
 
-        def call() -> list[np.ndarray]:
+        def call(keep: Any = program) -> list[np.ndarray]:  # the method points into its program: keep it alive
             return [o.numpy() for o in execute(tensors)]
 
         return call

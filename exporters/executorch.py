@@ -153,7 +153,11 @@ def _outputs(ep: torch.export.ExportedProgram) -> list[dict[str, Any]]:
 
 
 def load_method(path: Path | str | bytes, threads: int = 1, etdump: bool = False) -> tuple[Any, Any]:
-    """(program, forward method) loaded by ExecuTorch's runtime with `threads` XNNPACK threads."""
+    """(program, forward method) loaded by ExecuTorch's runtime with `threads` XNNPACK threads.
+
+    The method points into the program: keep a reference to the program for as long as the method runs
+    (dropping it crashes the next call in native code).
+    """
     require("executorch", EXTRA)
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from executorch.runtime import Runtime
@@ -167,7 +171,7 @@ def load_method(path: Path | str | bytes, threads: int = 1, etdump: bool = False
 
 def run(path: Path | str | bytes, inputs: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
     """Run a `.pte` once on ExecuTorch's runtime; the outputs as numpy arrays."""
-    _, method = load_method(path, threads)
+    program, method = load_method(path, threads)  # noqa: F841  (the method needs its program alive)
     outs = method.execute([torch.from_numpy(np.ascontiguousarray(x)) for x in inputs])
     return [o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outs]
 

@@ -113,7 +113,7 @@ def test_int8_digits_keeps_accuracy(digits, tmp_path):
     info = ET.convert(ep, (x,), "int8", tmp_path / "digits_int8.pte", calibration=list(digits.x_train[:128]))
     extra = info["extra"]
     assert extra["partitions"] >= 1
-    _, method = ET.load_method(info["artifact"])
+    program, method = ET.load_method(info["artifact"])  # noqa: F841  (keeps the method valid)
     logits = np.concatenate([method.execute([torch.from_numpy(digits.x_test[i:i + 1])])[0].numpy()
                              for i in range(len(digits.x_test))])
     acc_fp32 = float((digits.torch_test.argmax(1) == digits.y_test).mean())

@@ -61,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         click.echo(f"error: {e}", err=True)
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except click.exceptions.Abort as e:  # click turns Ctrl-C into Abort
+        click.echo("interrupted" if isinstance(e.__context__, KeyboardInterrupt) else "aborted", err=True)
         return 130
     except click.UsageError as e:  # a missing or unknown option: one line like every other error
         where = f"mobiledeploy {e.ctx.info_name} --help" if e.ctx and e.ctx.parent else "mobiledeploy --help"

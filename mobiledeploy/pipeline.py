@@ -1,8 +1,8 @@
 """The export pipeline: a request in, an artifact + manifest out; each stage a plain function.
 
-    load_source → example_inputs → capture (torch.export) → rewrite → convert (target)
-        → after_convert hooks → parity check on the target's runtime → finalize (manifest, rename)
-        → after_export hooks
+    load_source → example_inputs → capture (torch.export) → rewrite → target.prepare → target.convert
+        → target.finish → parity check on the target's runtime → finalize (manifest, rename)
+        → target.extra_files, bundle
 
 Nothing that looks complete appears until the end: the artifact is written under a temporary
 name, checked, and only then renamed beside its manifest.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as _dt
 import difflib
 import os
@@ -21,19 +22,23 @@ from typing import Any, Callable
 
 import torch
 
+from mobiledeploy.exporters.options import TargetOptions
+from mobiledeploy.models.random_init import DESCRIPTION as RANDOM_INIT
+from mobiledeploy.models.random_init import randomize_batchnorm
+
 from . import memory
 from .errors import MissingExtraError, UserError, VerificationError, quiet_logger, require
 from .fsio import move_into_place, remove
 
 Progress = Callable[[str], None]
 
-PRECISIONS = ("fp32", "fp16", "int8")  # int8: converted at fp32, then quantized by exporters.app
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: converted at fp32, then quantized by the target's finish
 INIT_SEED = 0  # models without --weights are built after torch.manual_seed(INIT_SEED), so verify can rebuild them
 
 
 @dataclass
 class ExportOptions:
-    """What the user asked for (the CLI's flags); `options` carries target- and hook-specific extras."""
+    """What the user asked for (the CLI's flags); `options` holds the typed target options."""
 
     model: str
     target: str
@@ -50,8 +55,10 @@ class ExportOptions:
     skip_rewrites: tuple[str, ...] = ()  # e.g. all of them for a naive baseline
     n_random: int = 3
     photos: bool = True
+    mean: tuple[float, ...] | None = None  # input normalisation (0-1 pixel units); None: the model's own
+    std: tuple[float, ...] | None = None
     reparam: bool = True  # fold training-time branches before tracing (--no-reparam keeps them)
-    options: dict[str, Any] = field(default_factory=dict)
+    options: TargetOptions = field(default_factory=TargetOptions)
 
 
 @dataclass
@@ -84,23 +91,8 @@ class ExportOutcome:
     parity: Any | None  # exporters.parity.ParityReport
 
 
-# Hooks for later features (metadata, bundles): fn(request, result) -> result, and fn(outcome, options).
+# fn(request, result) -> result after the target's finish, before the parity check (tests inject failures here).
 AFTER_CONVERT: list[Callable[[Any, Any], Any]] = []
-AFTER_EXPORT: list[Callable[[ExportOutcome, ExportOptions], None]] = []
-# fn(target_name, request) -> request, before the converter runs (app-facing layout, int8 as fp32 + quantize).
-BEFORE_CONVERT: list[Callable[[str, Any], Any]] = []
-
-
-def after_convert(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """Register a hook that post-processes a converted artifact (still under its temporary name)."""
-    AFTER_CONVERT.append(fn)
-    return fn
-
-
-def after_export(fn: Callable[[ExportOutcome, ExportOptions], None]) -> Callable[[ExportOutcome, ExportOptions], None]:
-    """Register a hook that runs once the artifact and manifest are in place."""
-    AFTER_EXPORT.append(fn)
-    return fn
 
 
 # --- stage 1: the model -----------------------------------------------------------------------
@@ -113,6 +105,26 @@ def load_source(spec: str, weights: str | None = None, seed: int = INIT_SEED) ->
     if spec.startswith("timm:"):
         return _load_timm(spec, weights, seed)
     return _load_registry(spec, weights, seed)
+
+
+def with_normalization(source: Source, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Source:
+    """The source with the user's --mean/--std in place of the model's (a .pt2's assumed ImageNet ones)."""
+    if mean is None and std is None:
+        return source
+    if len(source.input_size) == 3 and source.input_size[0] != 3:
+        raise UserError(f"--mean/--std give three channels, {source.name} takes {source.input_size[0]}")
+    notes = [n for n in source.notes if "ImageNet mean/std assumed" not in n]
+    if mean is None or std is None:  # the other one stays what it was, said in the manifest
+        notes.append(f"normalisation: --{'mean' if mean else 'std'} given, {'std' if mean else 'mean'} "
+                     f"{'kept from the model' if source.kind != 'pt2' else 'assumed ImageNet'}")
+    return dataclasses.replace(source, mean=tuple(mean or source.mean), std=tuple(std or source.std), notes=notes)
+
+
+def _random_init(source: Source) -> str:
+    """How the random weights of a model exported without --weights were drawn (for the manifest)."""
+    from mobiledeploy.models.random_init import N_IMAGES
+
+    return RANDOM_INIT.format(seed=INIT_SEED, images=N_IMAGES, size="x".join(map(str, source.input_size)))
 
 
 def _weights_info(weights: str | None) -> dict[str, Any] | None:
@@ -134,6 +146,8 @@ def _load_registry(name: str, weights: str | None, seed: int) -> Source:
     info = _weights_info(weights)
     torch.manual_seed(seed)
     model = create_model(name, weights=weights, num_classes=_checkpoint_classes(weights, cfg.num_classes)).eval()
+    if weights is None:
+        randomize_batchnorm(model, tuple(cfg.input_size), seed)
     return Source(spec=name, kind="registry", name=name, module=model, input_size=tuple(cfg.input_size),
                   mean=tuple(cfg.mean), std=tuple(cfg.std), crop_pct=cfg.crop_pct,
                   num_classes=getattr(model, "num_classes", cfg.num_classes), family=cfg.family, weights=info)
@@ -161,7 +175,10 @@ def _load_timm(spec: str, weights: str | None, seed: int) -> Source:
     info = _weights_info(weights)
     torch.manual_seed(seed)
     model = timm.create_model(name, pretrained=False)
-    if weights is not None:
+    if weights is None:
+        size = tuple((getattr(model, "pretrained_cfg", {}) or {}).get("input_size", (3, 224, 224)))
+        randomize_batchnorm(model, size, seed)
+    else:
         from mobiledeploy.models.checkpoint import apply_state_dict, read_state_dict
 
         model.model_name = name
@@ -185,6 +202,9 @@ def _load_pt2(spec: str, weights: str | None) -> Source:
         prog = torch.export.load(str(p))
     except Exception as e:  # a foreign or corrupt archive
         raise UserError(f"cannot load {p.name} as a torch.export program: {str(e).splitlines()[0][:200]}") from None
+    from mobiledeploy.exporters.eval_mode import require_eval_mode
+
+    require_eval_mode(prog, p.name)  # a training-mode graph can never pass parity: say why, in one line
     shapes = [n.meta["val"].shape for n in prog.graph.nodes
               if n.op == "placeholder" and n.name in prog.graph_signature.user_inputs]
     shape = tuple(int(d) if isinstance(d, int) else -1 for d in shapes[0]) if shapes else (3, 224, 224)
@@ -334,7 +354,7 @@ def rewrite(program: torch.export.ExportedProgram, target: Any, opts: ExportOpti
     unknown = [n for n in names if n not in list_rewrites()]
     if unknown:
         raise UserError(f"unknown rewrite(s): {', '.join(unknown)}", f"registered: {', '.join(list_rewrites())}")
-    ctx = RewriteContext(example_inputs=inputs, target=target.name, options=opts.options)
+    ctx = RewriteContext(example_inputs=inputs, target=target.name)
     return apply_rewrites(copy.deepcopy(program), names, ctx)
 
 
@@ -359,11 +379,11 @@ def artifact_stem(source: Source, inputs: tuple[torch.Tensor, ...], opts: Export
     return stem
 
 
-def _bundle_dirs(final: Path, opts: ExportOptions) -> tuple[Path, ...]:
+def _bundle_dirs(final: Path, target: Any, opts: ExportOptions) -> tuple[Path, ...]:
     """The bundle folder this export will write, if any (checked up front like the artifact)."""
     from mobiledeploy.exporters.app import bundle_dest
 
-    dest = bundle_dest(final, opts.target, opts.options.get("bundle"))
+    dest = bundle_dest(final, target, opts.options.bundle)
     return () if dest is None else (dest,)
 
 
@@ -404,26 +424,40 @@ def compared_outputs(outputs: list[dict[str, Any]], target_info: dict[str, Any] 
             and str(o.get("dtype", "float32")).startswith(("float", "int", "uint"))]
 
 
-def parity_check(target_name: str, artifact: Path, reference: torch.nn.Module, result_inputs: list[dict],
+def parity_check(artifact: Path, reference: torch.nn.Module, result_inputs: list[dict],
                  result_outputs: list[dict], input_shapes: list[list[int]], mean: tuple, std: tuple,
                  precision: str, crop_pct: float = 0.875, n_random: int = 3, photos: bool = True,
-                 target_info: dict[str, Any] | None = None) -> tuple[Any | None, str | None]:
-    """(report, None) after running the artifact on its runtime, or (None, reason) when this host has none."""
+                 target_info: dict[str, Any] | None = None
+                 ) -> tuple[Any | None, str | None, dict[str, Any] | None]:
+    """(report, None, runtime info) after running the artifact on this host's runtime for it (devicebench's
+    registry), or (None, reason, None) when this host has none."""
+    from mobiledeploy.devicebench.runners import host_runner_class, load_runner
     from mobiledeploy.exporters import parity
-    from mobiledeploy.exporters.runtimes import get_runtime
-    from mobiledeploy.exporters.targets import get_target
 
-    get_target(target_name)  # importing the target module registers its runtime
-    run = get_runtime(target_name)
-    if run is None:
-        return None, f"no {target_name} runtime registered on this host"
+    cls = host_runner_class(artifact)
+    if cls is None:
+        return None, f"no runtime for {Path(artifact).suffix} files on this host", None
+    runner = load_runner(artifact, threads=1, cls=cls)
     batch = parity.samples(input_shapes, mean, std, n_random=n_random, photos=photos, crop_pct=crop_pct,
                            specs=result_inputs, precision=precision, target_info=target_info)
-    report = parity.check(reference, run, artifact, [i["name"] for i in result_inputs],
-                          compared_outputs(result_outputs, target_info), batch, precision=precision,
-                          reference_name=f"PyTorch fp32 (torch {torch.__version__}), eval mode",
+    report = parity.check(reference, lambda _path, feeds: runner.run(feeds), artifact,
+                          [i["name"] for i in result_inputs], compared_outputs(result_outputs, target_info), batch,
+                          precision=precision, reference_name=f"PyTorch fp32 (torch {torch.__version__}), eval mode",
                           target_info=target_info)
-    return report, None
+    if report.vacuous:  # agreement with a model that ignores its input proves nothing: say so, never "verified"
+        return None, (f"the model's outputs barely depend on its input (sensitivity {report.input_sensitivity:.1e}; "
+                      f"random weights?), so parity cannot tell a wrong artifact from a right one: pass --weights"
+                      ), _runtime_facts(runner)
+    return report, None, _runtime_facts(runner)
+
+
+def _runtime_facts(runner: Any) -> dict[str, Any]:
+    """What the manifest records of the runtime that checked an artifact."""
+    info = runner.info()
+    facts = {k: info[k] for k in ("name", "version", "delegate") if info.get(k) is not None}
+    if info.get("package"):  # the distribution an app installs (ai-edge-litert), not the runner's short name
+        facts["name"] = info["package"]
+    return facts
 
 
 # --- the whole pipeline -----------------------------------------------------------------------
@@ -432,7 +466,7 @@ def parity_check(target_name: str, artifact: Path, reference: torch.nn.Module, r
 def export(opts: ExportOptions, progress: Progress | None = None,
            cache: dict[Any, Any] | None = None) -> ExportOutcome:
     """Run every stage for one target; `cache` shares loaded models and captured programs between calls."""
-    from mobiledeploy.exporters.targets import ExportRequest, get_target
+    from mobiledeploy.exporters.targets import ExportRequest, get_target, output_names
 
     from . import manifest as mf
 
@@ -443,20 +477,21 @@ def export(opts: ExportOptions, progress: Progress | None = None,
         raise UserError(f"unknown precision {opts.precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     out_dir = Path(opts.out_dir)
 
-    key = (opts.model, opts.weights, opts.input_size, opts.batch)
+    key = (opts.model, opts.weights, opts.input_size, opts.batch, opts.mean, opts.std)
     if cache is not None and key in cache:
         source, inputs, program = cache[key]
     else:
         say(f"loading {opts.model}")
         with model_wide():
-            source = load_source(opts.model, opts.weights)
+            source = with_normalization(load_source(opts.model, opts.weights), opts.mean, opts.std)
             inputs = example_inputs(source, opts.input_size, opts.batch)
         program = None
     with model_wide():
-        check_labels(source, opts.options.get("labels_list"))
+        check_labels(source, opts.options.labels)
+    labels = list(opts.options.labels) if opts.options.labels else _labels(source)  # resolved once, here
     stem = artifact_stem(source, inputs, opts)
     final = out_dir / f"{stem}{target.suffix}"
-    prepare_out(out_dir, final, opts.force, _bundle_dirs(final, opts))
+    prepare_out(out_dir, final, opts.force, _bundle_dirs(final, target, opts))
     if program is None:
         say(f"torch.export {source.name} at {'x'.join(map(str, inputs[0].shape))}")
         with model_wide():
@@ -477,20 +512,30 @@ def export(opts: ExportOptions, progress: Progress | None = None,
         say(f"converting to {target.name} ({opts.precision})")
         req = ExportRequest(model_name=source.name, program=program, module=source.module,
                             example_inputs=inputs, out_path=tmp, precision=opts.precision, mean=source.mean,
-                            std=source.std, labels=opts.options.get("labels_list") or _labels(source),
-                            options=dict(opts.options))
-        for before in BEFORE_CONVERT:
-            req = before(target.name, req)
-        result = target.convert(req)
+                            std=source.std, labels=labels, options=opts.options,
+                            weights=Path(opts.weights) if opts.weights else None,
+                            output_names=output_names(program))
+        req = target.prepare(req)
+        try:
+            result = target.finish(req, target.convert(req))
+        except UserError:
+            raise
+        except Exception as e:  # a converter's own failure is this target's, in one line: the others go on
+            from mobiledeploy.exporters.diagnose import conversion_error
+
+            raise conversion_error(req.program, e, target.name) from e
+        if req.output_names:  # the model's order on every target, whatever order a converter lists them in
+            rank = {n: i for i, n in enumerate(req.output_names)}
+            result.outputs.sort(key=lambda o: rank.get(o["name"], len(rank)))
         for hook in AFTER_CONVERT:
             result = hook(req, result)
         applied += list(result.extra.get("flatbuffer_passes", []))
 
-        parity_report, reason = None, "skipped (--no-verify)"
+        parity_report, reason, runtime = None, "skipped (--no-verify)", None
         if opts.verify:
             say(f"checking parity on the {target.name} runtime")
-            parity_report, reason = parity_check(
-                target.name, Path(result.artifact), source.module, result.inputs, result.outputs,
+            parity_report, reason, runtime = parity_check(
+                Path(result.artifact), source.module, result.inputs, result.outputs,
                 [list(t.shape) for t in inputs], source.mean, source.std, opts.precision, source.crop_pct,
                 opts.n_random, opts.photos, result.extra)
             if parity_report is not None and not parity_report.passed:
@@ -501,15 +546,28 @@ def export(opts: ExportOptions, progress: Progress | None = None,
                 raise VerificationError(f"cannot verify the {target.name} artifact: {reason}",
                                         "drop --strict to export it unverified")
 
-        manifest = _manifest(source, opts, target, result, inputs, applied, parity_report, reason, final)
+        manifest = _manifest(source, opts, target, result, inputs, applied, parity_report, reason, final, labels,
+                             runtime)
         move_into_place(Path(result.artifact), final)
         mf.write(manifest_final, manifest)
     finally:
         remove(tmp)  # a failure or Ctrl-C at any stage leaves nothing that looks complete
     outcome = ExportOutcome(final, manifest_final, manifest, parity_report)
-    for hook in AFTER_EXPORT:
-        hook(outcome, opts)
+    _after_export(outcome, target, opts)
     return outcome
+
+
+def _after_export(outcome: ExportOutcome, target: Any, opts: ExportOptions) -> None:
+    """The target's files beside the artifact, then the bundle folder when asked."""
+    from mobiledeploy.exporters.app import bundle_dest
+
+    extra_files = target.extra_files(outcome.artifact, outcome.manifest.get("target_info") or {})
+    dest = bundle_dest(outcome.artifact, target, opts.options.bundle)
+    if dest is not None:
+        from mobiledeploy.exporters.bundle import write_bundle
+
+        outcome.bundle = write_bundle(dest, outcome.artifact, outcome.manifest, outcome.manifest.get("labels"),
+                                      tuple(extra_files))
 
 
 @contextlib.contextmanager
@@ -528,8 +586,7 @@ def check_extras(target: Any) -> None:
     import importlib.util
     import sys
 
-    mod = sys.modules.get(target.convert.__module__)
-    for name in getattr(mod, "REQUIRES", ()):
+    for name in target.requires:
         top = name.split(".")[0]
         missing = sys.modules[top] is None if top in sys.modules else importlib.util.find_spec(top) is None
         if missing:
@@ -557,9 +614,9 @@ def _labels(source: Source) -> list[str] | None:
 
 
 def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inputs: tuple[torch.Tensor, ...],
-              applied: list[dict], report: Any, reason: str | None, final: Path) -> dict[str, Any]:
+              applied: list[dict], report: Any, reason: str | None, final: Path, labels: list[str] | None,
+              runtime: dict[str, Any] | None) -> dict[str, Any]:
     from mobiledeploy import __version__
-    from mobiledeploy.exporters.runtimes import runtime_info
 
     from . import manifest as mf
 
@@ -572,10 +629,9 @@ def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inp
             # Pixels are scaled to [0, 1] before (x - mean) / std, as in timm and torchvision.
             d.setdefault("value_range", [0.0, 1.0])
         ins.append(d)
-    labels = opts.options.get("labels_list") or _labels(source)
     model = {"name": source.name, "spec": source.spec, "source": source.kind, "family": source.family,
              "num_classes": source.num_classes, "weights": source.weights,
-             "init": None if source.weights else f"random, torch.manual_seed({INIT_SEED})",
+             "init": None if source.weights or source.kind == "pt2" else _random_init(source),
              "input_size": list(inputs[0].shape[1:]), "batch": int(inputs[0].shape[0]),
              "crop_pct": source.crop_pct}
     if source.notes:
@@ -594,7 +650,7 @@ def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inp
         parity=report.as_dict() if report is not None else None,
         versions={"mobiledeploy": __version__, "torch": torch.__version__,
                   "converter": {"name": result.converter, "version": result.converter_version},
-                  "runtime": runtime_info(target.name)},
+                  "runtime": runtime},
         verified=bool(report is not None and report.passed),
         not_verified_reason=None if report is not None else reason,
         target_info=result.extra,
@@ -647,9 +703,9 @@ def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Pro
     source = load_source(model["spec"], weights["path"] if weights and model["source"] != "pt2" else None)
     shapes = [list(t.shape) for t in example_inputs(source, tuple(model["input_size"][1:]), model["batch"])]
     say(f"running the {m['target']} artifact")
-    report, reason = parity_check(m["target"], artifact, source.module, m["inputs"], m["outputs"], shapes,
-                                  tuple(model_mean(m)), tuple(model_std(m)), m["precision"],
-                                  model.get("crop_pct", 0.875), n_random, photos, m.get("target_info"))
+    report, reason, _ = parity_check(artifact, source.module, m["inputs"], m["outputs"], shapes,
+                                     tuple(model_mean(m)), tuple(model_std(m)), m["precision"],
+                                     model.get("crop_pct", 0.875), n_random, photos, m.get("target_info"))
     return m, report, reason
 
 
@@ -663,13 +719,3 @@ def model_std(m: dict[str, Any]) -> list[float]:
     """The input normalisation std recorded in a manifest (ImageNet's when absent)."""
     norm = (m["inputs"][0].get("normalization") or {}) if m["inputs"] else {}
     return norm.get("std", [0.229, 0.224, 0.225])
-
-
-def _register_app_hooks() -> None:
-    """Metadata, int8 and bundles (exporters.app) hook into every export."""
-    from mobiledeploy.exporters.app import register_hooks
-
-    register_hooks()
-
-
-_register_app_hooks()

@@ -63,12 +63,19 @@ class _Choice(click.Choice):
 @click.option("--name", default=None, help="Artifact file name without suffix.")
 @click.option("--force", is_flag=True, help="Overwrite an existing artifact and manifest.")
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the manifest says verified: false).")
+@click.option("--no-reparam", is_flag=True,
+              help="Trace the model as built: do not fold re-parameterisable branches (MobileOne, RepViT, …).")
+@click.option("--mean", default=None, metavar="R,G,B",
+              help="Input normalisation mean in 0-1 pixel units (x = (pixel/255 - mean) / std); default: the "
+                   "model's, ImageNet's for a .pt2.")
+@click.option("--std", default=None, metavar="R,G,B", help="Input normalisation std (see --mean).")
 @click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (a list for several targets).")
 def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
             precision: str | None, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
-            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False) -> None:
+            bundle: bool = False, min_target: str | None = None, tensor_input: bool = False,
+            no_reparam: bool = False, mean: str | None = None, std: str | None = None) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     # Arguments are checked against a precomputed table before torch loads (seconds, tens of them on a busy
     # machine): a typo must fail at once.
@@ -81,7 +88,6 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     _catalog.check_targets(names)  # an unknown target fails before any work, listing the known ones
     size = parse_size(input_size)
     _catalog.check_model(model)
-    app = _app_options(layout, calibration, labels_file, bundle)
     if layout and set(names) == {"coreml"}:
         # Core ML takes an image (CVPixelBuffer) whatever the layout; saying nothing would let a user
         # believe the .mlpackage takes an NHWC tensor.
@@ -89,10 +95,8 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
                         "drop --layout (use --tensor-input for a normalised NCHW tensor instead)")
     if (min_target or tensor_input) and "coreml" not in names:
         raise UserError("--min-target and --tensor-input are Core ML options", "add --target coreml or drop them")
-    if min_target:
-        app["min_target"] = min_target
-    if tensor_input:
-        app["tensor_input"] = True
+    options = _target_options(layout, calibration, labels_file, bundle, min_target, tensor_input)
+    norm = (parse_triple("--mean", mean), parse_triple("--std", std, positive=True))
 
     from mobiledeploy.pipeline import ExportOptions
 
@@ -101,7 +105,8 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         prec = precision or ("fp16" if bundle and t == "coreml" else "fp32")
         return ExportOptions(model=model, target=t, weights=weights, input_size=size, batch=batch,
                              precision=prec, out_dir=Path(out_dir), force=force, verify=not no_verify,
-                             strict=strict, name=name, options=dict(app))
+                             strict=strict, name=name, reparam=not no_reparam, options=options,
+                             mean=norm[0], std=norm[1])
 
     from mobiledeploy.interrupts import InterruptGuard
 
@@ -115,6 +120,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
             shown.append(_brief(o.manifest, o.artifact) | ({"bundle_path": str(bundle_dir)} if bundle_dir else {}))
         if shown:
             click.echo(json.dumps(shown[0] if len(names) == 1 else shown, indent=2))
+        _say_notes(outcomes)
         _raise_failures(failed)
         return
     from rich.console import Console
@@ -129,6 +135,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         for o in outcomes:
             if getattr(o, "bundle", None):
                 out.print(f"bundle: {o.bundle}", highlight=False)
+    _say_notes(outcomes)
     _raise_failures(failed)
 
 
@@ -164,6 +171,36 @@ def _export_each(names: list[str], opts: Callable[[str], Any], cache: dict, guar
     return outcomes, failed
 
 
+def parse_triple(flag: str, value: str | None, positive: bool = False) -> tuple[float, float, float] | None:
+    """'0.5,0.5,0.5' → (0.5, 0.5, 0.5); one number stands for all three channels."""
+    if value is None:
+        return None
+    try:
+        vals = tuple(float(v) for v in value.replace(" ", "").split(","))
+    except ValueError:
+        raise UserError(f"bad {flag} {value!r}", f"give three numbers R,G,B, e.g. {flag} 0.5,0.5,0.5") from None
+    if len(vals) == 1:
+        vals = vals * 3
+    if len(vals) != 3 or (positive and min(vals) <= 0):
+        raise UserError(f"bad {flag} {value!r}", f"give three{' positive' if positive else ''} numbers R,G,B")
+    return vals
+
+
+def _say_notes(outcomes: list) -> None:
+    """What the user must know about the model whatever the output format: random weights, assumptions."""
+    said: set[str] = set()
+    for o in outcomes:
+        model = o.manifest.get("model") or {}
+        lines = list(model.get("notes") or [])
+        if model.get("init"):
+            lines.insert(0, f"{model.get('name')} has random weights (no --weights): the artifact computes what "
+                            "PyTorch computes, but it classifies nothing; pass --weights CHECKPOINT for a real model")
+        for line in lines:
+            if line not in said:
+                said.add(line)
+                click.echo(f"note: {line}", err=True)
+
+
 def _raise_failures(failed: list[UserError]) -> None:
     """Every failed target gets its own error line; the exit status is the last one's."""
     for e in failed[:-1]:
@@ -172,20 +209,16 @@ def _raise_failures(failed: list[UserError]) -> None:
         raise failed[-1]
 
 
-def _app_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool) -> dict:
-    """Options for the app-facing hooks in mobiledeploy.exporters.app."""
+def _target_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool,
+                    min_target: str | None, tensor_input: bool) -> Any:
+    """The typed options every target reads, built once (labels read once here)."""
     from mobiledeploy.exporters.labels import read_labels
+    from mobiledeploy.exporters.options import CoreMLOptions, QuantOptions, TargetOptions
 
-    opts: dict = {}
-    if layout:
-        opts["layout"] = layout
-    if calibration:
-        opts["calibration"] = calibration
-    if labels_file:
-        opts["labels_list"] = read_labels(labels_file)
-    if bundle:
-        opts["bundle"] = True
-    return opts
+    return TargetOptions(layout=layout, bundle=bundle,
+                         labels=tuple(read_labels(labels_file)) if labels_file else None,
+                         quant=QuantOptions(calibration=Path(calibration) if calibration else None),
+                         coreml=CoreMLOptions(min_target=min_target, tensor_input=tensor_input))
 
 
 def _brief(m: dict, artifact: Path) -> dict:
@@ -230,6 +263,9 @@ def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
         if "opset" in info:
             line += f"; opset {info['opset']}"
         notes.append(line)
+        if p and p.get("outputs"):  # several outputs: each one's own figures (the row shows the worst)
+            notes.append(f"{Path(a).name}: " + ", ".join(f"{n} rel L2 {f['rel_l2']:.1e} max abs {f['max_abs']:.1e}"
+                                                        for n, f in p["outputs"].items()))
     console.print(t)
     for line in notes:
         console.print(line, highlight=False, soft_wrap=True)

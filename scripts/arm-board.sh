@@ -158,6 +158,12 @@ build() {
         return 1
     fi
     touch "$root/.complete"
+    # Rootfs of older recipes are stale (~290 MB each): keep only this one.
+    local old
+    for old in "$CACHE"/*/; do
+        old=${old%/}
+        [ "$old" = "$root" ] || { say "removing the stale rootfs $old"; rm -rf "$old"; }
+    done
     echo "$root/rootfs"
 }
 

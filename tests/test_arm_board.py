@@ -101,9 +101,11 @@ def neon_problems(facts: dict) -> list[str]:
     return problems
 
 
-def check_on_board(res: dict, artifact: Path, bar: float) -> None:
+def check_on_board(res: dict, artifact: Path, bar: float, board: Board | None = None) -> None:
     """The device figures exist, meet the bar, came from aarch64 on NEON, and landed in the manifest."""
     dev = res["on_device"]
+    if board is not None:  # the agent's folder on the board is gone
+        assert not list((board.state / "tmp").glob("mobiledeploy-bench.*"))
     assert res["verified"] is True, dev["parity"]
     assert dev["parity"]["passed"] is True and dev["parity"]["rel_l2"] <= bar
     assert dev["parity"]["tolerance"]["rel_l2"] == bar
@@ -164,7 +166,7 @@ def test_fp32_on_the_board(board, exported, model, target, capsys):
     artifact = exported(model, 64)[target]
     rc, res = verify_json([str(artifact), *board.args(), "--random", "2"], capsys)
     assert rc == 0, res
-    check_on_board(res, artifact, FP32_BAR)
+    check_on_board(res, artifact, FP32_BAR, board)
     vs = res["device_vs_host"]
     assert vs["rel_l2"] <= FP32_BAR and vs["top1_agreement"] == 1.0
 
@@ -209,7 +211,7 @@ def test_int8_judged_on_held_out_images_on_the_board(board, digits, tmp_path, ca
         io.imsave(str(calib / f"test_{i:03d}.png"), img.round().astype(np.uint8), check_contrast=False)
     rc, res = verify_json([str(artifact), *board.args(), "--random", "1"], capsys)
     par = res["on_device"]["parity"]
-    assert par["inputs"] and all(n.startswith("calib:test_") for n in par["inputs"]), par["inputs"]
+    assert par["inputs"] and all(n.startswith("heldout:test_") for n in par["inputs"]), par["inputs"]
     assert "random:seed=0#0" in par["informational"]["inputs"]  # noise is run and reported, not judged
     assert rc == 0, par
     check_on_board(res, artifact, par["tolerance"]["rel_l2"])

@@ -86,19 +86,29 @@ def _on_device(artifact: str, n_random: int, photos: bool, as_json: bool, device
     else:
         click.echo(table(res))
     name = Path(res["artifact"]).name
+    if dev.get("reason"):
+        raise NotVerifiedError(f"{name} was not verified on {device}: {dev['reason']}")
     if not dev["report"].passed:
         raise VerificationError(f"{name} fails the {m['precision']} parity check on {device}: "
                                 f"{dev['report'].summary()}")
+    host = res["host"]["report"]
+    if host is not None and not host.passed:  # passing on the device does not excuse the host
+        raise VerificationError(f"{name} passes on {device} but fails the {m['precision']} parity check on this "
+                                f"host: {host.summary()}")
 
 
 def _json(res: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
     m, host, dev = res["manifest"], res["host"], res["device"]
     return {"artifact": res["artifact"], "target": m["target"], "model": m["model"]["spec"],
-            "precision": m["precision"], "verified": bool(dev["report"].passed), "device": dev["url"],
+            "precision": m["precision"], "device": dev["url"],
+            # The exit status's verdict: the device passed, and the host did too where it could run it.
+            "verified": bool(dev["report"].passed and not dev.get("reason")
+                             and (host["report"] is None or host["report"].passed)),
             "host": {"verified": bool(host["report"] is not None and host["report"].passed),
                      "parity": host["report"].as_dict() if host["report"] is not None else None,
                      "not_verified_reason": host["reason"], "facts": host["facts"], "runtime": host["runtime"]},
-            "on_device": {"parity": dev["report"].as_dict(), "facts": dev["facts"], "runtime": dev["runtime"],
+            "on_device": {"parity": dev["report"].as_dict(), "not_verified_reason": dev.get("reason"),
+                          "facts": dev["facts"], "runtime": dev["runtime"],
                           "seconds": dev["seconds"], "notes": dev["notes"]},
             "device_vs_host": res["device_vs_host"], "manifest_record": record}
 
@@ -137,7 +147,8 @@ def table(res: dict[str, Any]) -> str:
               ("top-1 agreement", fig(hr, "top1_agreement", ".3f"), fig(dr, "top1_agreement", ".3f")),
               ("samples judged", fig(hr, "n_samples", "d"), fig(dr, "n_samples", "d")),
               ("verdict", ("verified" if hr.passed else "FAILED") if hr is not None
-               else f"not verified: {host['reason']}", "verified" if dr.passed else "FAILED")]
+               else f"not verified: {host['reason']}",
+               f"not verified: {dev['reason']}" if dev.get("reason") else "verified" if dr.passed else "FAILED")]
     w0 = max(len(a) for a, _, _ in lines)
     w1 = max(len(b) for _, b, _ in lines)
     out = [f"{res['artifact']} ({res['manifest']['precision']}) against {dr.reference}; bar: "

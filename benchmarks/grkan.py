@@ -129,12 +129,12 @@ def implementations(compile_: bool) -> dict:
 
 
 def _ours(generation: str | None, deterministic: bool):
-    """Our op with the kernel generation pinned (None: the defaults); kernels.GENERATION is part of the
-    launch-plan key, read at every forward and backward call."""
+    """Our op with the kernel generation pinned (None: the defaults), for forward and backward alike."""
     from mobiledeploy.models.grkan import grkan, kernels
 
     def f(x, a, b):
-        kernels.GENERATION = generation
+        if kernels.GENERATION != generation:  # a change drops the launch plans (tuned configurations stay)
+            kernels.set_generation(generation)
         return grkan(x, a, b, deterministic)
 
     return f

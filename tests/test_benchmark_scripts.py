@@ -53,8 +53,9 @@ def test_grkan_host_overhead_times_the_wrappers_with_launches_stubbed(tmp_path):
     out = tmp_path / "ovh.json"
     proc = _run("grkan_host_overhead.py", "--rounds", "1", "--calls", "20", "--out", str(out))
     r = json.loads(out.read_text())
-    # Every kernel of the module was stubbed (else the interpreter would run them and the timing is wrong).
-    assert {"_fwd2_kernel", "_bwd_kernel", "_reduce_kernel"} <= set(r["protocol"]["stubbed"])
+    # Every kernel of both generations was stubbed (else the interpreter would run them and the timing is wrong).
+    assert {f"{g}_kernels.{k}_kernel" for g in ("grouped", "persistent") for k in ("forward", "backward", "fold_partials")
+            } == set(r["protocol"]["stubbed"])
     assert set(r["us_per_call"]) == {f"{n} {d}" for n in ("grkan eager", "grkan op", "gelu") for d in ("fwd", "fwd+bwd")}
     assert all(v["median"] > 0 for v in r["us_per_call"].values())
     assert "need a GPU" in proc.stdout

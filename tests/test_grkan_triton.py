@@ -305,3 +305,41 @@ def test_a_planned_call_reads_no_environment_and_follows_configuration_changes(m
         assert m._eager[3] is not first and not first.valid
     _, dx64, _, _ = float64_reference(x, dy, m.weight_numerator.detach(), m.weight_denominator.detach())
     assert rel_l2(xs.grad.cpu(), dx64) <= 1e-6
+
+
+def test_set_generation_reaches_the_eager_path():
+    x, dy, a, b = make((3, 5), 192, seed=15)
+    try:
+        kernels.set_generation("v1")  # the name earlier results use
+        assert kernels.call_plan(x, b, None, True).generations == ("grouped", "grouped")
+        leaves = [t.clone().requires_grad_() for t in (x, a, b)]
+        grkan(*leaves).backward(dy)
+    finally:
+        kernels.set_generation(None)
+    assert kernels.call_plan(x, b, None, True).generations == ("persistent", "grouped")
+    _, dx64, da64, db64 = float64_reference(x, dy, a, b)
+    for got, want in ((leaves[0].grad, dx64), (leaves[1].grad, da64), (leaves[2].grad, db64)):
+        assert rel_l2(got.cpu(), want) <= 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU (gpu_quick.sh runs this file on one)")
+def test_cuda_graphed_forward_and_backward_match_eager():
+    # torch.cuda.make_graphed_callables warms up on a side stream (plans built and tuned there), then
+    # captures forward and backward; a replay with new input values must give the eager results.
+    torch.manual_seed(0)
+    m = GRKAN(8, "swish", backend="triton").cuda()
+    x = torch.randn(64, 192, device="cuda", requires_grad=True)
+    graphed = torch.cuda.make_graphed_callables(m, (x,))
+    x2, dy = torch.randn(64, 192, device="cuda"), torch.randn(64, 192, device="cuda")
+    m.zero_grad(set_to_none=True)
+    xs = x2.clone().requires_grad_()
+    y = graphed(xs)
+    y.backward(dy)
+    got = [y.detach().clone(), xs.grad.clone()] + [p.grad.clone() for p in m.parameters()]
+    m.zero_grad(set_to_none=True)
+    xe = x2.clone().requires_grad_()
+    ye = m(xe)
+    ye.backward(dy)
+    want = [ye.detach(), xe.grad] + [p.grad for p in m.parameters()]
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)

@@ -33,7 +33,7 @@ KERNEL_ENV = "MOBILEDEPLOY_GRKAN_KERNEL"  # grouped | persistent: both direction
 TUNE_ENV = "MOBILEDEPLOY_GRKAN_TUNE"  # 0: the first candidate configuration, no timing
 _EARLIER_NAMES = {"v1": "grouped", "v2": "persistent"}  # what results before the split call them
 
-GENERATION: str | None = None  # process-wide override (benchmarks), ahead of $MOBILEDEPLOY_GRKAN_KERNEL
+GENERATION: str | None = None  # process-wide override ahead of $MOBILEDEPLOY_GRKAN_KERNEL: set_generation()
 _MODULES = {"grouped": grouped_kernels, "persistent": persistent_kernels}
 _env_generation: dict[str, str] | None = None  # $MOBILEDEPLOY_GRKAN_KERNEL, read once
 _forced: dict[str, object] = {}  # "grouped_forward" → configuration (sweeps, tests); see configured()
@@ -224,7 +224,7 @@ class CallPlan:
 
 def call_plan(x: torch.Tensor, b: torch.Tensor, out_dtype: torch.dtype | None, deterministic: bool) -> CallPlan:
     """The plan for x's shape, dtype and device (one dictionary lookup once built)."""
-    key = (x.shape, x.dtype, x.device, b.shape[0], out_dtype, deterministic)
+    key = (x.shape, x.dtype, x.device, b.shape[0], out_dtype, deterministic, GENERATION)
     plan = _call_plans.get(key)
     if plan is None:
         plan = CallPlan(out_dtype, deterministic)

@@ -227,12 +227,15 @@ def main() -> None:
             timed[k].run(args.iters)
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
     med = {k: statistics.median(t.times) for k, t in timed.items()}
+    # The fastest runs are the ones the machine's other load touched least: on a shared host their
+    # ratios say more about the artifacts than the medians do (both are reported).
+    low = {k: min(t.times) for k, t in timed.items()}
     per_round = {k: [statistics.median(t.times[i * args.iters:(i + 1) * args.iters]) for i in range(args.rounds)]
                  for k, t in timed.items()}
     splits = {name: _op_split(arts[(name, "pte_ours")]) for name in models}
-    rows = [{"model": n, "kind": k, "ms": med[(n, k)], "rel_l2": rel[(n, k)],
+    rows = [{"model": n, "kind": k, "ms": med[(n, k)], "min_ms": low[(n, k)], "rel_l2": rel[(n, k)],
              "pieces": _pieces(k, arts[(n, k)], info.get((n, k)))} for n in models for k in KINDS]
-    bars = _bars(models, med, per_round)
+    bars = _bars(models, med, low, per_round)
     text = _markdown(rows, bars, splits, args, machine)
     print(text)
     if args.json:
@@ -241,13 +244,15 @@ def main() -> None:
         write_section(ROOT / "BENCHMARKS.md", SECTION, text)
 
 
-def _bars(models: tuple[str, ...], med: dict, per_round: dict) -> list[dict]:
-    """The issue's bars: median ratio, and the 10-90 % range of the same ratio round by round."""
+def _bars(models: tuple[str, ...], med: dict, low: dict, per_round: dict) -> list[dict]:
+    """The issue's bars: median ratio, ratio of the fastest runs, and the 10-90 % range of the ratio per round."""
 
     def bar(label: str, a: tuple, b: tuple, limit: float | None) -> dict:
         rounds = [x / y for x, y in zip(per_round[a], per_round[b])]
         ratio = med[a] / med[b]
-        return {"bar": label, "ratio": ratio, "limit": limit, "met": None if limit is None else ratio <= limit,
+        fastest = low[a] / low[b]
+        return {"bar": label, "ratio": ratio, "min_ratio": fastest, "limit": limit,
+                "met": None if limit is None else max(ratio, fastest) <= limit,
                 "p10": float(np.percentile(rounds, 10)), "p90": float(np.percentile(rounds, 90))}
 
     out = []
@@ -273,13 +278,16 @@ def _markdown(rows: list[dict], bars: list[dict], splits: dict, args: argparse.N
              f"{' --write-md' if args.write_md else ''}`. 1 thread, batch 1, {SIZE}×{SIZE}, randomised-BN weights "
              f"shared by every artifact; {args.rounds} interleaved rounds × {args.iters} runs, shuffled order, "
              "medians. rel L2 = worst of 3 random inputs vs PyTorch fp32.", "",
-             "| model | artifact | median ms | rel L2 | pieces (delegated/total nodes) |", "|---|---|---|---|---|"]
+             "| model | artifact | median ms | fastest ms | rel L2 | pieces (delegated/total nodes) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {label[r['kind']]} | {r['ms']:.2f} | {r['rel_l2']:.1e} | {r['pieces']} |")
-    lines += ["", "| bar | median ratio | per-round 10-90 % | met |", "|---|---|---|---|"]
+        lines.append(f"| {r['model']} | {label[r['kind']]} | {r['ms']:.2f} | {r['min_ms']:.2f} | {r['rel_l2']:.1e} "
+                     f"| {r['pieces']} |")
+    lines += ["", "A bar is met when both the median and the fastest-run ratio meet it.", "",
+              "| bar | median ratio | fastest-run ratio | per-round 10-90 % | met |", "|---|---|---|---|---|"]
     for b in bars:
         met = "—" if b["met"] is None else ("yes" if b["met"] else "**no**")
-        lines.append(f"| {b['bar']} | {b['ratio']:.3f} | {b['p10']:.3f}–{b['p90']:.3f} | {met} |")
+        lines.append(f"| {b['bar']} | {b['ratio']:.3f} | {b['min_ratio']:.3f} | {b['p10']:.3f}–{b['p90']:.3f} | {met} |")
     lines += ["", "Ours .pte by operator (ExecuTorch ETDump, median ms per run, separate profiling pass):", "",
               "| operator | " + " | ".join(splits) + " |", "|---|" + "---|" * len(splits)]
     keys = sorted({k for s in splits.values() for k in s}, key=lambda k: -max(s.get(k, 0.0) for s in splits.values()))

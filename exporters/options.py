@@ -31,6 +31,13 @@ class CoreMLOptions:
 
 
 @dataclass(frozen=True)
+class ExecuTorchOptions:
+    """ExecuTorch only: the backend its partitioner lowers to."""
+
+    delegate: str = "xnnpack"  # "xnnpack" (runs everywhere) | "coreml" (Apple platforms only)
+
+
+@dataclass(frozen=True)
 class TargetOptions:
     """Options every target may read; each field is a user-facing flag or a library caller's setting."""
 
@@ -39,6 +46,7 @@ class TargetOptions:
     labels: tuple[str, ...] | None = None  # class names, resolved once (from --labels or the model)
     quant: QuantOptions = field(default_factory=QuantOptions)
     coreml: CoreMLOptions = field(default_factory=CoreMLOptions)
+    executorch: ExecuTorchOptions = field(default_factory=ExecuTorchOptions)
     opset: int | None = None  # ONNX opset (None: the exporter's default)
     tflite_passes: tuple[str, ...] = ()  # extra flatbuffer passes after the default ones
 

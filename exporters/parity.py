@@ -45,10 +45,11 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "int8_weights": {"rel_l2": 0.2, "top1_agreement": 2 / 3},
 }
 # Precisions judged on some inputs only: groups of input-name prefixes, the first group present in the
-# batch is judged, the rest is reported for information. int8 is judged in its calibration domain:
-# images of the user's calibration folder ("calib:") when it had one, else scikit-image photos and
-# crops of them (the default calibration set); random noise lies outside any calibration range.
-JUDGED_ON: dict[str, tuple[tuple[str, ...], ...]] = {"int8": (("calib:",), ("photo:", "crop:"))}
+# batch is judged, the rest is reported for information. int8 is judged in its calibration domain on
+# images the calibration never saw: the held-out images of the user's calibration folder ("heldout:",
+# every 5th by name) when it had one, else scikit-image's photos and crops of them, which the default
+# calibration set leaves out; random noise lies outside any calibration range.
+JUDGED_ON: dict[str, tuple[tuple[str, ...], ...]] = {"int8": (("heldout:",), ("photo:", "crop:"))}
 # Full-integer int8's per-image error is heavy-tailed (digits model, 360 held-out images: median 0.09,
 # worst 0.62 for TFLite), so the worst of a few images flips with which images are drawn; it is judged
 # on the median image instead (the worst stays in per_sample). Held-out accuracy is the real judge.
@@ -141,7 +142,7 @@ def crop_pixels(n: int, size: tuple[int, int], seed: int = CROP_SEED) -> list[tu
 
     data = require("skimage.data", "photos")
     sources = []
-    for name in quantize.DEFAULT_PHOTOS:
+    for name in PHOTOS:  # held out of the default calibration set (quantize.HELD_OUT_PHOTOS)
         try:
             sources.append((name, quantize._as_rgb01(getattr(data, name)())))
         except Exception:  # a photo that needs a download (pooch), or an older scikit-image without it
@@ -164,7 +165,8 @@ def crop_pixels(n: int, size: tuple[int, int], seed: int = CROP_SEED) -> list[tu
 
 def folder_pixels(directory: str | Path, n: int, size: tuple[int, int], seed: int = CROP_SEED
                   ) -> list[tuple[str, np.ndarray]]:
-    """(name, (3, H, W) whole pixels) of `n` images drawn from a calibration folder, center-cropped and resized."""
+    """(name, (3, H, W) whole pixels) of up to `n` of a calibration folder's held-out images (never calibrated
+    on), center-cropped and resized; none when the folder is too small to hold any out."""
     from mobiledeploy.errors import UserError, require
 
     from . import quantize
@@ -172,16 +174,19 @@ def folder_pixels(directory: str | Path, n: int, size: tuple[int, int], seed: in
     d = Path(directory)
     if not d.is_dir():
         raise UserError(f"the int8 calibration folder {d} recorded in the manifest is gone",
-                        "int8 is judged on its images: restore it, or re-export")
-    files = sorted(p for p in d.iterdir() if p.suffix.lower() in quantize._IMAGE_SUFFIXES)
+                        "int8 is judged on its held-out images: restore it, or re-export")
+    try:
+        _, files = quantize.split_folder(d)
+    except UserError:
+        raise UserError(f"no images left in the int8 calibration folder {d}", "restore them, or re-export") from None
     if not files:
-        raise UserError(f"no images left in the int8 calibration folder {d}", "restore them, or re-export")
+        return []
     io = require("skimage.io", "photos")
     pick = sorted(np.random.default_rng(seed).choice(len(files), min(n, len(files)), replace=False))
     out = []
     for i in pick:
         img = quantize.resize_center(quantize._as_rgb01(io.imread(str(files[i]))), *size)
-        out.append((f"calib:{files[i].name}", np.round(img * 255).transpose(2, 0, 1).astype(np.float32)))
+        out.append((f"heldout:{files[i].name}", np.round(img * 255).transpose(2, 0, 1).astype(np.float32)))
     return out
 
 

@@ -30,6 +30,11 @@ _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".
 # Photos shipped inside the scikit-image wheel (names of skimage.data functions).
 DEFAULT_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry", "colorwheel",
                   "hubble_deep_field", "retina", "motorcycle_left")
+# int8 is judged on images its calibration never saw: these photos (and crops of them) are kept out of the
+# default calibration set for the parity check (exporters.parity.PHOTOS), and of a --calibration folder
+# every HOLDOUT_EVERY-th image by name is held out for it.
+HELD_OUT_PHOTOS = ("chelsea", "astronaut", "coffee")
+HOLDOUT_EVERY = 5
 
 # --- calibration data -------------------------------------------------------------------------
 
@@ -56,6 +61,8 @@ def default_photos() -> list[np.ndarray]:
     data = require("skimage.data", "photos")
     out = []
     for name in DEFAULT_PHOTOS:
+        if name in HELD_OUT_PHOTOS:
+            continue
         fn = getattr(data, name, None)
         if fn is None:
             continue
@@ -94,15 +101,26 @@ def calibration_images(height: int, width: int, directory: Path | None = None, n
     return np.stack(out[:n])
 
 
-def read_image_dir(directory: Path) -> list[np.ndarray]:
-    """Every image file directly in `directory`, as float RGB in [0, 1]."""
-    io = require("skimage.io", "photos")
+def split_folder(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(calibration files, held-out files) of a calibration folder: every HOLDOUT_EVERY-th image by name is
+    held out to judge the int8 artifact on; a folder of fewer than 2·HOLDOUT_EVERY images holds none out."""
     d = Path(directory)
     if not d.is_dir():
         raise UserError(f"calibration folder not found: {d}", "pass a folder of .png/.jpg images")
     files = sorted(p for p in d.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not files:
         raise UserError(f"no images in {d}", f"put images ({', '.join(_IMAGE_SUFFIXES)}) directly in it")
+    if len(files) < 2 * HOLDOUT_EVERY:
+        return files, []
+    held = files[HOLDOUT_EVERY - 1::HOLDOUT_EVERY]
+    return [f for f in files if f not in held], held
+
+
+def read_image_dir(directory: Path, held_out: bool = False) -> list[np.ndarray]:
+    """The calibration images of `directory` (or its held-out ones), as float RGB in [0, 1]."""
+    io = require("skimage.io", "photos")
+    calib, held = split_folder(directory)
+    files = held if held_out else calib
     imgs = []
     for p in files:
         try:

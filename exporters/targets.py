@@ -27,6 +27,7 @@ TARGET_MODULES: dict[str, str] = {
     "tflite": "tflite",
     "coreml": "coreml",
     "ort": "ort",
+    "executorch": "executorch",
 }
 TARGET_NAMES = tuple(TARGET_MODULES)
 

@@ -54,9 +54,9 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
     m = _export(digits, inputs, out, "-t", "tflite", "--precision", "int8", "--calibration",
                 str(inputs / "calib"), "--bundle")
     assert m["precision"] == "int8" and m["verified"] is True
-    # Judged on images of its --calibration folder (digits), not on photos or random noise (reported only).
+    # Judged on held-out images of its --calibration folder (digits), not on photos or random noise.
     p = m["parity"]
-    assert p["n_samples"] == 9 and all(n.startswith("calib:") for n in p["inputs"]), p["inputs"]
+    assert p["n_samples"] == 9 and all(n.startswith("heldout:") for n in p["inputs"]), p["inputs"]
     # The stated bar (verified above means it held); held-out accuracy below is the real judge of int8.
     assert p["tolerance"]["rel_l2"] == 0.25 and p["tolerance"]["statistic"].startswith("median") and p["rel_l2"] <= 0.25, p
     assert any(n.startswith("random:") for n in p["informational"]["inputs"])
@@ -149,12 +149,16 @@ def test_onnx_int8_via_cli(digits, inputs, tmp_path):
 
 
 def test_layout_applies_to_tensor_targets_only():
-    from mobiledeploy.exporters.app import layout_of
+    from mobiledeploy.exporters.options import TargetOptions
+    from mobiledeploy.exporters.targets import get_target
 
-    assert layout_of("tflite", {"bundle": True}) == "nhwc"  # bundles default to channels-last
-    assert layout_of("ort", {"layout": "nchw", "bundle": True}) == "nchw"
-    assert layout_of("onnx", {}) is None  # plain exports keep the normalised NCHW tensor
-    assert layout_of("coreml", {"layout": "nhwc"}) is None  # an ImageType has no tensor layout
+    def layout_of(target: str, **options) -> str | None:
+        return TargetOptions(**options).layout_for(get_target(target).takes_layout)
+
+    assert layout_of("tflite", bundle=True) == "nhwc"  # bundles default to channels-last
+    assert layout_of("ort", layout="nchw", bundle=True) == "nchw"
+    assert layout_of("onnx") is None  # plain exports keep the normalised NCHW tensor
+    assert layout_of("coreml", layout="nhwc") is None  # an ImageType has no tensor layout
 
 
 def test_empty_labels_file_is_one_line_error(tmp_path, capsys):

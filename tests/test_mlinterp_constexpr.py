@@ -289,8 +289,9 @@ def test_cli_coreml_int8_export_verifies(tmp_path):
     assert p["inputs"][:3] == ["photo:chelsea", "photo:astronaut", "photo:coffee"] and p["n_samples"] == 9
     assert all(s.startswith(("photo:", "crop:")) for s in p["inputs"])
     assert p["informational"]["n_samples"] == 3 and all(s.startswith("random:") for s in p["informational"]["inputs"])
-    # int8 linear weights on this model measured rel L2 ≈ 0.014: well inside the bar, and not fp32-exact.
-    assert 1e-4 < p["rel_l2"] <= 0.05 and p["top1_agreement"] >= 2 / 3, p
+    # int8 linear weights on this model measured rel L2 ≈ 0.053 (0.014 before random weights got measured
+    # BatchNorm statistics, when the logits barely depended on the image): inside the bar, not fp32-exact.
+    assert 1e-4 < p["rel_l2"] <= 0.1 and p["top1_agreement"] >= 2 / 3, p
     # Random weights: 1000 near-tied logits, so agreement with fp32 on 32 crops is a weak signal (0.75
     # measured); the trained digits model in test_quant_int8.py holds Core ML int8 accuracy.
     assert q["size"]["reduction"] >= 3.0 and q["vs_fp32"]["top1_agreement"] >= 0.6

@@ -42,7 +42,7 @@ class _Choice(click.Choice):
 @click.command("export")
 @click.argument("model")
 @click.option("--target", "-t", "targets", required=True, multiple=True,
-              help="onnx, ort, tflite or coreml; repeat it (or use commas) for several, traced once.")
+              help="onnx, ort, tflite, coreml or executorch; repeat it (or use commas) for several, traced once.")
 @click.option("--weights", type=click.Path(dir_okay=False), default=None, help="Checkpoint to load (any supported layout).")
 @click.option("--input-size", default=None, help="N or HxW (default: the model's).")
 @click.option("--batch", default=1, show_default=True, type=int, help="Static batch size.")
@@ -65,6 +65,8 @@ class _Choice(click.Choice):
 @click.option("--no-verify", is_flag=True, help="Skip the parity check (the manifest says verified: false).")
 @click.option("--no-reparam", is_flag=True,
               help="Trace the model as built: do not fold re-parameterisable branches (MobileOne, RepViT, …).")
+@click.option("--delegate", type=click.Choice(["xnnpack", "coreml"]), default=None,
+              help="ExecuTorch: the backend to lower to (xnnpack: default, runs everywhere; coreml: Apple only).")
 @click.option("--mean", default=None, metavar="R,G,B",
               help="Input normalisation mean in 0-1 pixel units (x = (pixel/255 - mean) / std); default: the "
                    "model's, ImageNet's for a .pt2.")
@@ -75,7 +77,8 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
             precision: str | None, out_dir: str, name: str | None, force: bool, no_verify: bool, strict: bool,
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
             bundle: bool = False, min_target: str | None = None, tensor_input: bool = False,
-            no_reparam: bool = False, mean: str | None = None, std: str | None = None) -> None:
+            no_reparam: bool = False, mean: str | None = None, std: str | None = None,
+            delegate: str | None = None) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     # Arguments are checked against a precomputed table before torch loads (seconds, tens of them on a busy
     # machine): a typo must fail at once.
@@ -95,7 +98,9 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
                         "drop --layout (use --tensor-input for a normalised NCHW tensor instead)")
     if (min_target or tensor_input) and "coreml" not in names:
         raise UserError("--min-target and --tensor-input are Core ML options", "add --target coreml or drop them")
-    options = _target_options(layout, calibration, labels_file, bundle, min_target, tensor_input)
+    if delegate and "executorch" not in names:
+        raise UserError("--delegate is an ExecuTorch option", "add --target executorch or drop it")
+    options = _target_options(layout, calibration, labels_file, bundle, min_target, tensor_input, delegate)
     norm = (parse_triple("--mean", mean), parse_triple("--std", std, positive=True))
 
     from mobiledeploy.pipeline import ExportOptions
@@ -210,15 +215,16 @@ def _raise_failures(failed: list[UserError]) -> None:
 
 
 def _target_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool,
-                    min_target: str | None, tensor_input: bool) -> Any:
+                    min_target: str | None, tensor_input: bool, delegate: str | None = None) -> Any:
     """The typed options every target reads, built once (labels read once here)."""
     from mobiledeploy.exporters.labels import read_labels
-    from mobiledeploy.exporters.options import CoreMLOptions, QuantOptions, TargetOptions
+    from mobiledeploy.exporters.options import CoreMLOptions, ExecuTorchOptions, QuantOptions, TargetOptions
 
     return TargetOptions(layout=layout, bundle=bundle,
                          labels=tuple(read_labels(labels_file)) if labels_file else None,
                          quant=QuantOptions(calibration=Path(calibration) if calibration else None),
-                         coreml=CoreMLOptions(min_target=min_target, tensor_input=tensor_input))
+                         coreml=CoreMLOptions(min_target=min_target, tensor_input=tensor_input),
+                         executorch=ExecuTorchOptions(delegate=delegate or "xnnpack"))
 
 
 def _brief(m: dict, artifact: Path) -> dict:

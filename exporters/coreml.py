@@ -28,6 +28,7 @@ from mobiledeploy.errors import UserError, require
 from mobiledeploy.fsio import move_into_place
 
 from .labels import read_labels
+from .mlpackage import tidy_package
 from .targets import ExportRequest, Target, TargetResult, register_target
 
 DEFAULT_MIN_TARGET = "iOS16"
@@ -357,32 +358,6 @@ def _output_desc(ml) -> list[dict[str, Any]]:
         else:
             out.append({"name": o.name, "kind": "label", "dtype": "str"})
     return out
-
-
-def tidy_package(pkg: Path) -> None:
-    """Keep only what Core ML reads from an `.mlpackage` (Manifest.json and the items it lists), with
-    normal permissions: coremltools leaves `executorch_debug_handle_mapping.json` (80-240 KB, listed
-    nowhere) beside them and writes model.mlmodel and weights/ as 0600/0700 (its temporary files)."""
-    import json
-    import os
-
-    pkg = Path(pkg)
-    manifest = pkg / "Manifest.json"
-    items = json.loads(manifest.read_text()).get("itemInfoEntries", {}).values()
-    keep = {(pkg / "Data" / e["path"]).resolve() for e in items if e.get("path")}
-
-    def wanted(p: Path) -> bool:
-        r = p.resolve()
-        return r == manifest.resolve() or any(r == k or k in r.parents or r in k.parents for k in keep)
-
-    for p in sorted(pkg.rglob("*"), key=lambda q: len(q.parts), reverse=True):  # children before parents
-        if not wanted(p):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        elif p.is_dir():
-            os.chmod(p, 0o755)
-        else:
-            os.chmod(p, 0o644)
-    os.chmod(pkg, 0o755)
 
 
 def _min_target(ct, name: str):

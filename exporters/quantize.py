@@ -316,6 +316,9 @@ def compress_coreml(fp: Path, out: Path, mode: str = "linear8") -> dict[str, Any
     _rmtree(tmp)
     with _quiet_progress():
         compressed.save(str(tmp))
+    from .mlpackage import tidy_package
+
+    tidy_package(tmp)  # only what Core ML reads (no debug side file), normal permissions
     _rmtree(out)
     tmp.replace(out)
     return {"method": f"coremltools.optimize {mode}", "weights": desc, "activations": "float (unchanged)",

@@ -29,8 +29,7 @@ def exported(tmp_path_factory) -> dict[str, dict]:
     return found
 
 
-def test_mlpackage_holds_only_what_its_manifest_lists_with_normal_permissions(exported):
-    pkg = exported["coreml"]["_path"]
+def _check_package(pkg: Path) -> None:
     listed = {e["path"] for e in json.loads((pkg / "Manifest.json").read_text())["itemInfoEntries"].values()}
     files = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file())
     # Every file is the manifest or lies in (or is) an item the manifest lists; no debug side files.
@@ -42,6 +41,20 @@ def test_mlpackage_holds_only_what_its_manifest_lists_with_normal_permissions(ex
         mode = stat.S_IMODE(p.stat().st_mode)
         # Readable by everyone (an app build, a CI user, a web server): 0644 files, 0755 folders.
         assert mode == (0o755 if p.is_dir() else 0o644), (str(p.relative_to(pkg)), oct(mode))
+
+
+def test_mlpackage_holds_only_what_its_manifest_lists_with_normal_permissions(exported):
+    _check_package(exported["coreml"]["_path"])
+
+
+def test_int8_compressed_mlpackage_is_tidy_too(exported, tmp_path):
+    """--precision int8 saves the package again (coremltools weight compression): same rules."""
+    pytest.importorskip("coremltools")
+    from mobiledeploy.exporters import quantize as Q
+
+    out = tmp_path / "int8.mlpackage"
+    Q.compress_coreml(exported["coreml"]["_path"], out, "linear8")
+    _check_package(out)
 
 
 def test_mlpackage_still_loads_and_was_verified(exported):

@@ -305,6 +305,10 @@ def test_a_planned_call_reads_no_environment_and_follows_configuration_changes(m
         assert m._eager[3] is not first and not first.valid
     _, dx64, _, _ = float64_reference(x, dy, m.weight_numerator.detach(), m.weight_denominator.detach())
     assert rel_l2(xs.grad.cpu(), dx64) <= 1e-6
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(m))  # whole-module pickling: the cached plan is not part of the state
+    assert copy._eager is None and torch.equal(copy(x), m(x))
 
 
 def test_set_generation_reaches_the_eager_path():

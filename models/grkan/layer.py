@@ -80,6 +80,10 @@ class GRKAN(nn.Module):
         self._eager = (a, b, signature, plan) if plan is not None and plan.valid else None
         return y
 
+    def __getstate__(self) -> dict:
+        # The cached plan holds launchers (closures): not picklable, and rebuilt by the next call anyway.
+        return {**self.__dict__, "_eager": None}
+
     def _checked_forward(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
                          out_dtype: torch.dtype | None) -> torch.Tensor:
         check_shapes(x, a, b)

@@ -30,7 +30,7 @@ SAMPLE = int(os.environ.get("MOBILEDEPLOY_PEER_SAMPLE", "4"))
 
 
 def peer_files() -> list[str]:
-    """The selected peer test files that this coremltools ships."""
+    """The selected peer test files that this coremltools ships (ids are relative to TESTS: the run uses it as rootdir)."""
     return [str(TESTS / o / f"test_{f}.py") for o in OPSETS for f in FAMILIES if (TESTS / o / f"test_{f}.py").is_file()]
 
 
@@ -39,7 +39,7 @@ def run_peer(tmp_path: Path, args: list[str], timeout: int = 1500) -> tuple[subp
     report = tmp_path / "peer.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "coremltools_peer.plugin",
-           "--peer-report", str(report), "-W", "ignore", "--rootdir", str(tmp_path), "-c", os.devnull, *args]
+           "--peer-report", str(report), "-W", "ignore", "--rootdir", str(TESTS), "-c", os.devnull, *args]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
     assert report.is_file(), f"the peer run wrote no report:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc, json.loads(report.read_text())

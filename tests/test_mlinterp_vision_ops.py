@@ -146,19 +146,29 @@ def test_ios17_reshape_matches_zeros_from_the_right(tmp_path):
         reshape(x, np.array([1, 0, -1, 0]))
 
 
-def test_unimplemented_op_is_reported_as_such_whatever_its_arguments(tmp_path):
+def test_unimplemented_op_is_reported_as_such_whatever_its_arguments(tmp_path, monkeypatch):
+    """An unknown op is refused as such before its arguments are checked (the arity check used to win)."""
+    from mobiledeploy.exporters.mlinterp import program as program_module
+    from mobiledeploy.exporters.mlinterp.registry import OPS, _ensure_loaded
+
     x = _x(1, 2, 9)
     ref = _x(1, 2, 3, 3)
 
     @mb.program(input_specs=[mb.TensorSpec(shape=x.shape), mb.TensorSpec(shape=ref.shape)],
                 opset_version=ct.target.iOS16)
     def prog(a, b):
-        # reshape_like has variadic inputs (several arguments per input), which used to trip the arity check first
+        # reshape_like's tuple inputs carry several arguments each
         return mb.reshape_like(ref_tensors=(b, b), begins=(0, 2), ends=(2, 4), end_masks=(False, True), x=a)
 
     path = tmp_path / "rl.mlpackage"
     ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS16,
                compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY).save(str(path))
+    want = x.reshape(1, 2, 3, 3)
+    np.testing.assert_array_equal(next(iter(predict(path, {"a": x, "b": ref}).values())), want)  # implemented now
+    # As an unknown op with single-argument inputs only, it must still be reported as not implemented.
+    _ensure_loaded()
+    monkeypatch.delitem(OPS, "reshape_like")
+    monkeypatch.setattr(program_module, "VARIADIC", {"values"})
     with pytest.raises(UnsupportedOpError, match="'reshape_like' is not implemented"):
         MLProgram(path)
 

@@ -64,7 +64,8 @@ _LAST: dict[str, Any] = {}  # the latest prediction, for the fp16-ulp check of a
 
 
 class WithinFp16Ulp(AssertionError):
-    """A failed peer comparison where every output is within one fp16 ulp of the test's expected value."""
+    """A failed peer comparison where every output is within one fp16 ulp (at the output's largest expected
+    magnitude) of the test's expected values: the precision fp16 inputs or weights carry, no more."""
 
 
 def _predict(self, data, state=None):
@@ -83,15 +84,15 @@ def _predict(self, data, state=None):
 
 
 def _checked_compare(compare):
-    """compare_backend, unchanged, except that a mismatch within one fp16 ulp of every expected value is
-    raised as WithinFp16Ulp (still an AssertionError: it fails unless the test is a listed tolerance case)."""
+    """compare_backend, unchanged, except that a mismatch within fp16 precision (_within_fp16_ulp) is raised
+    as WithinFp16Ulp (still an AssertionError: it fails unless the test is a listed tolerance case)."""
 
     def wrapper(mlmodel, input_key_values, expected_outputs, *args, **kwargs):
         try:
             return compare(mlmodel, input_key_values, expected_outputs, *args, **kwargs)
         except AssertionError as e:
             if expected_outputs and _LAST and all(_within_fp16_ulp(_LAST.get(k), v) for k, v in expected_outputs.items()):
-                raise WithinFp16Ulp(f"within one fp16 ulp of the expected values: {e}") from None
+                raise WithinFp16Ulp(f"within one fp16 ulp of the largest expected magnitude: {e}") from None
             raise
 
     return wrapper
@@ -103,7 +104,11 @@ def _within_fp16_ulp(got: Any, want: Any) -> bool:
     if got is None or np.shape(got) != np.shape(want):
         return False
     w = np.asarray(want, np.float64)
-    ulp = np.spacing(np.abs(w).astype(np.float16)).astype(np.float64)
+    if w.size == 0 or not np.all(np.isfinite(w)):
+        return False
+    # fp16 operands carry a relative error of 2^-11 into every term of a sum, so the result's error scales
+    # with the terms, not with the (possibly small) element; bound it by one ulp at the largest magnitude.
+    ulp = float(np.spacing(np.float16(np.abs(w).max())))
     return bool(np.all(np.abs(np.asarray(got, np.float64) - w) <= ulp))
 
 
@@ -229,7 +234,7 @@ def refusal_reason(exc: BaseException) -> str | None:
 
 
 TOLERANCE = ("tolerance: fp16 inputs or weights compared at the fp32 config's tolerance; every output is within "
-             "one fp16 ulp of the expected value (checked)")
+             "one fp16 ulp (at the largest expected magnitude) of the expected value (checked)")
 DESELECTED: dict[str, str] = {}  # test id → reason, for the summary
 _REFUSAL_KIND = dict(zip((r[2] for r in REFUSALS),
                          ("refused_symbolic", "refused_neuralnetwork", "refused_opset_types", "refused_ambiguous")))
@@ -250,7 +255,7 @@ class _Recorder:
         f = self.files[sid.split("::")[0]]
         if report.when == "call" or (report.when == "setup" and not report.passed):
             if hasattr(report, "wasxfail"):
-                kind = _REFUSAL_KIND.get(report.wasxfail) or ("xpassed" if report.passed else "xfailed")
+                kind = _REFUSAL_KIND.get(report.wasxfail) or _xfail_kind(report)
             else:
                 kind = report.outcome
             f[kind] += 1
@@ -265,6 +270,16 @@ class _Recorder:
         data = {"files": {k: dict(v) for k, v in sorted(self.files.items())}, "failures": self.failures,
                 "skips": self.skips, "deselected": DESELECTED}
         Path(self.path).write_text(json.dumps(data, indent=1))
+
+
+def _xfail_kind(report: pytest.TestReport) -> str:
+    """xpassed (a peer's own non-strict xfail that passes here), xfailed_listed (ours, expectations.XFAIL)
+    or xfailed_peer (the peer test calls pytest.xfail itself for a Core ML bug, before comparing)."""
+    from .expectations import XFAIL
+
+    if report.passed:
+        return "xpassed"
+    return "xfailed_listed" if report.wasxfail in set(XFAIL.values()) else "xfailed_peer"
 
 
 def _first_line(report: pytest.TestReport) -> str:

@@ -75,7 +75,8 @@ def image_parity(artifact: Path, module: torch.nn.Module, result: TargetResult, 
     for pix in images:
         with torch.no_grad():
             ref = module(normalise(pix, mean, std)).numpy()
-        got = run(artifact, {"image": pix})[result.extra["reference_output"]]
+        named = result.extra["reference_output"]  # "logits" for a classifier, else every output in order
+        got = run(artifact, {"image": pix})[named if isinstance(named, str) else named[0]]
         worst = max(worst, rel_l2(got, ref))
         same &= int(np.argmax(got)) == int(np.argmax(ref))
         outs.append(got)

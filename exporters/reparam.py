@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from mobiledeploy.errors import UserError
+
 # Checked in this order on every submodule (timm's precedence).
 METHODS = ("fuse", "reparameterize", "switch_to_deploy")
 STAGE = "PyTorch module"
@@ -52,19 +54,24 @@ def reparameterize(module: torch.nn.Module) -> Reparameterized:
     return Reparameterized(work.eval(), folded)
 
 
-def _fold_children(parent: torch.nn.Module, folded: dict[str, int]) -> None:
+def _fold_children(parent: torch.nn.Module, folded: dict[str, int], prefix: str = "") -> None:
     for name, child in list(parent.named_children()):
         method = _method(child)
-        if method == "fuse":
-            fused = child.fuse()
-            if isinstance(fused, torch.nn.Module):  # some fuse() fold in place and return None
-                setattr(parent, name, fused)
-                child = fused
-        elif method is not None:
-            getattr(child, method)()
+        try:
+            if method == "fuse":
+                fused = child.fuse()
+                if isinstance(fused, torch.nn.Module):  # some fuse() fold in place and return None
+                    setattr(parent, name, fused)
+                    child = fused
+            elif method is not None:
+                getattr(child, method)()
+        except Exception as e:  # a method of that name with another meaning, or a broken fold: the user's to see
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"cannot re-parameterise {prefix}{name} ({type(child).__name__}.{method}(): {why})",
+                            "pass --no-reparam to export the model as built") from e
         if method is not None:
             folded[method] = folded.get(method, 0) + 1
-        _fold_children(child, folded)
+        _fold_children(child, folded, f"{prefix}{name}.")
 
 
 def _method(m: torch.nn.Module) -> str | None:

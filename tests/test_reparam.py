@@ -46,6 +46,26 @@ def test_a_model_without_branches_is_traced_as_is():
     assert folded.module is m and folded.record() is None
 
 
+def test_a_fold_that_raises_is_one_line_naming_the_module(capsys):
+    class Odd(torch.nn.Module):
+        def fuse(self, other):  # a method of that name with another meaning
+            return other
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), Odd())
+
+        def forward(self, x):
+            return self.body(x)
+
+    from mobiledeploy.errors import UserError
+
+    with pytest.raises(UserError) as e:
+        reparam.reparameterize(Net().eval())
+    assert "body.1" in e.value.message and "Odd.fuse()" in e.value.message and "--no-reparam" in e.value.hint
+
+
 def test_capture_traces_the_folded_copy_and_keeps_the_original_as_reference():
     source = pipeline.load_source("timm:mobileone_s0")
     inputs = pipeline.example_inputs(source, (64, 64))
@@ -66,22 +86,27 @@ def _tflite_convs(path: Path) -> int:
 
 
 @pytest.mark.slow
-def test_mobileone_tflite_is_folded_listed_and_verified(tmp_path, capsys):
+def test_ghostnetv3_tflite_is_folded_listed_and_verified(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["export", "timm:mobileone_s0", "-t", "tflite", "--input-size", "64", "--out", str(out),
+    assert main(["export", "timm:ghostnetv3_100", "-t", "tflite", "--input-size", "64", "--out", str(out),
                  "--json"]) == 0, capsys.readouterr().err[-2000:]
     m = json.loads(next(out.glob("*.tflite.json")).read_text())
-    assert m["verified"] is True
+    assert m["verified"] is True and m["parity"]["rel_l2"] <= 1e-5
     (rec,) = [r for r in m["rewrites"] if r["name"] == "reparameterize"]
-    assert rec["stage"] == "PyTorch module" and rec["changed"] == 43
-    assert _tflite_convs(out / m["artifact"]) == 43
+    assert rec["stage"] == "PyTorch module" and rec["changed"] == 48
+    assert _tflite_convs(out / m["artifact"]) == 137  # 309 in the training form
 
-    kept = tmp_path / "kept"
-    assert main(["export", "timm:mobileone_s0", "-t", "tflite", "--input-size", "64", "--out", str(kept),
-                 "--no-reparam", "--json"]) == 0, capsys.readouterr().err[-2000:]
-    mk = json.loads(next(kept.glob("*.tflite.json")).read_text())
-    assert mk["verified"] is True and not [r for r in mk["rewrites"] if r["name"] == "reparameterize"]
-    assert _tflite_convs(kept / mk["artifact"]) == 191
+
+def test_no_reparam_keeps_the_training_form(tmp_path, capsys):
+    # --no-verify: with its random weights mobileone_s0 is ill-conditioned in fp32 (PyTorch's own fp32 output is
+    # 2.9e-5 from float64 at 64 px), folded or not; what this test checks is the flag, not parity.
+    for flag, convs in (([], 43), (["--no-reparam"], 191)):
+        out = tmp_path / ("kept" if flag else "folded")
+        assert main(["export", "timm:mobileone_s0", "-t", "tflite", "--input-size", "64", "--out", str(out),
+                     "--no-verify", "--json", *flag]) == 0, capsys.readouterr().err[-2000:]
+        m = json.loads(next(out.glob("*.tflite.json")).read_text())
+        assert bool([r for r in m["rewrites"] if r["name"] == "reparameterize"]) == (not flag)
+        assert _tflite_convs(out / m["artifact"]) == convs
 
 
 def test_a_wrong_fold_fails_the_parity_check(tmp_path, capsys, monkeypatch):
@@ -95,7 +120,7 @@ def test_a_wrong_fold_fails_the_parity_check(tmp_path, capsys, monkeypatch):
         return folded
 
     monkeypatch.setattr(reparam, "reparameterize", broken)
-    rc = main(["export", "timm:mobileone_s0", "-t", "onnx", "--input-size", "64", "--out", str(tmp_path)])
+    rc = main(["export", "timm:ghostnetv3_100", "-t", "onnx", "--input-size", "64", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc != 0 and "parity" in err, err[-2000:]
     assert not list(tmp_path.glob("*.onnx"))

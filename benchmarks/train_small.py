@@ -3,9 +3,12 @@
 Accuracy figures for quantized artifacts mean nothing on random weights, and no weights may be
 downloaded here, so this trains `mobilenetv2_035` on the 1,797 8×8 handwritten digits shipped
 inside scikit-learn, upscaled to RGB at a small input size, with a stratified held-out split.
-The checkpoint is produced here (never committed); tests train it once and cache it.
 
-    python benchmarks/train_small.py --out out/digits        # ~1-2 CPU minutes
+Tests do not train: a model trained on another CPU is another model (float rounding differs from
+one CPU to the next and SGD amplifies it), so the trained checkpoint and its split are shipped as
+test data (tests/data/digits_mobilenetv2_035.*, 1.7 MB) and read by `load_shipped`. Regenerate them with
+
+    python benchmarks/train_small.py --out out/digits --write-test-data tests/data   # ~2-10 CPU minutes
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class TrainedModel:
     test_accuracy: float
     train_seconds: float
     config: dict = field(default_factory=dict)
+    split: dict | None = None  # {"train": [...], "test": [...]} indices into load_digits(); None: recompute
 
     def create(self) -> torch.nn.Module:
         """The trained model in eval mode."""
@@ -73,19 +77,32 @@ class TrainedModel:
         return create_model(self.model, weights=str(self.checkpoint), num_classes=self.num_classes).eval()
 
 
-def digits_split(size: int = 32, test_fraction: float = 0.2, seed: int = 0):
-    """Digits as float RGB images in [0, 1] of size×size: (x_train, y_train, x_test, y_test)."""
+def split_indices(test_fraction: float = 0.2, seed: int = 0) -> dict[str, list[int]]:
+    """The stratified held-out split, as indices into sklearn's load_digits() (what the shipped data records)."""
     from mobiledeploy.errors import require
 
     datasets = require("sklearn.datasets", "train")
     model_selection = require("sklearn.model_selection", "train")
+    target = datasets.load_digits().target
+    idx_train, idx_test = model_selection.train_test_split(
+        np.arange(len(target)), test_size=test_fraction, random_state=seed, stratify=target)
+    return {"train": [int(i) for i in idx_train], "test": [int(i) for i in idx_test]}
+
+
+def digits_split(size: int = 32, test_fraction: float = 0.2, seed: int = 0, indices: dict | None = None):
+    """Digits as float RGB images in [0, 1] of size×size: (x_train, y_train, x_test, y_test).
+
+    `indices` (from the shipped test data) fixes the split; without it the split is computed."""
+    from mobiledeploy.errors import require
+
+    datasets = require("sklearn.datasets", "train")
     d = datasets.load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8), ink = 1
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
     x = x.expand(-1, 3, -1, -1).contiguous()
     y = torch.from_numpy(d.target.astype(np.int64))
-    idx_train, idx_test = model_selection.train_test_split(
-        np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=d.target)
+    idx = indices or split_indices(test_fraction, seed)
+    idx_train, idx_test = np.asarray(idx["train"]), np.asarray(idx["test"])
     return x[idx_train], y[idx_train], x[idx_test], y[idx_test]
 
 
@@ -172,6 +189,51 @@ def load_or_train(out: Path, cfg: TrainConfig = TrainConfig(), log=print) -> Tra
     return train(cfg, out, log)
 
 
+SHIPPED = "digits_mobilenetv2_035"  # tests/data/<SHIPPED>.safetensors + <SHIPPED>.json
+
+
+def write_test_data(tm: TrainedModel, data_dir: Path) -> Path:
+    """Ship a trained model as test data: the checkpoint and a JSON with its facts and held-out split."""
+    import shutil
+
+    from mobiledeploy.errors import require
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = data_dir / f"{SHIPPED}.safetensors"
+    shutil.copyfile(tm.checkpoint, ckpt)
+    ckpt.chmod(0o644)
+    cfg = TrainConfig(**tm.config)
+    meta = {"model": tm.model, "size": tm.size, "num_classes": tm.num_classes, "labels": tm.labels,
+            "mean": list(tm.mean), "std": list(tm.std), "test_accuracy": tm.test_accuracy,
+            "trained_with": {"config": tm.config, "torch": torch.__version__,
+                             "scikit-learn": require("sklearn", "train").__version__, "cpu": _cpu_name()},
+            "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest(),
+            "split": {"source": "sklearn.datasets.load_digits()", **split_indices(cfg.test_fraction, cfg.seed)}}
+    (data_dir / f"{SHIPPED}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return ckpt
+
+
+def load_shipped(data_dir: Path) -> TrainedModel:
+    """The trained digits model shipped as test data (checked against its recorded sha256)."""
+    meta = json.loads((data_dir / f"{SHIPPED}.json").read_text())
+    ckpt = data_dir / f"{SHIPPED}.safetensors"
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    if digest != meta["sha256"]:
+        raise ValueError(f"{ckpt} is not the checkpoint its JSON describes (sha256 {digest[:12]}…)")
+    split = {k: meta["split"][k] for k in ("train", "test")}
+    return TrainedModel(ckpt, meta["model"], meta["size"], meta["num_classes"], meta["labels"],
+                        tuple(meta["mean"]), tuple(meta["std"]), meta["test_accuracy"], 0.0,
+                        meta["trained_with"]["config"], split)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "unknown")
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("out/digits"))
@@ -179,11 +241,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=TrainConfig.size)
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--write-test-data", type=Path, default=None, metavar="DIR",
+                    help="also ship the result as test data there (tests/data)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     r = train(TrainConfig(model=a.model, size=a.size, epochs=a.epochs), a.out)
     print(f"{r.model} on digits at {r.size}×{r.size}: held-out top-1 {r.test_accuracy:.4f} "
           f"after {r.train_seconds:.0f} s → {r.checkpoint}")
+    if a.write_test_data:
+        print(f"test data: {write_test_data(r, a.write_test_data)}")
 
 
 if __name__ == "__main__":

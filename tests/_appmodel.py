@@ -1,7 +1,8 @@
 """Shared, once-per-session builders for the bundle/metadata/quantization tests (issue 7).
 
-The trained digits model is cached on disk (pytest's cache dir, keyed by its training config), and
-its fp32 exports are built at most once per session however many test files ask for them.
+The trained digits model is shipped as test data (tests/data/digits_mobilenetv2_035.*: checkpoint and
+held-out split), never retrained here: a model trained on another CPU is another model. Its fp32
+exports are built at most once per session however many test files ask for them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def train_module():
@@ -59,8 +61,8 @@ class Digits:
 _DIGITS: Digits | None = None
 
 
-def digits(cache_dir: Path, workdir: Path) -> Digits:
-    """Train (or load the cached) digits model and export its app-facing form to TFLite and ONNX once."""
+def digits(workdir: Path) -> Digits:
+    """The shipped trained digits model, and its app-facing form exported to TFLite and ONNX once."""
     global _DIGITS
     if _DIGITS is not None:
         return _DIGITS
@@ -68,9 +70,9 @@ def digits(cache_dir: Path, workdir: Path) -> Digits:
 
     ts = train_module()
     torch.set_num_threads(1)
-    tm = ts.load_or_train(Path(cache_dir), log=lambda *_: None)
+    tm = ts.load_shipped(DATA)
     model = tm.create()
-    x_tr, _, x_te, y_te = ts.digits_split(tm.size)
+    x_tr, _, x_te, y_te = ts.digits_split(tm.size, indices=tm.split)
     wrapper, spec, example = wrap_for_app(model, tm.size, tm.size, "nhwc", tm.mean, tm.std)
     x_train = (x_tr.permute(0, 2, 3, 1) * 255).contiguous().numpy()
     x_test = (x_te.permute(0, 2, 3, 1) * 255).contiguous().numpy()

@@ -27,12 +27,8 @@ def _seed():
 
 
 @pytest.fixture(scope="session")
-def digits(request, tmp_path_factory):
-    """The small classifier trained on scikit-learn's digits, once per session (cached across runs)."""
-    from pathlib import Path
-
+def digits(tmp_path_factory):
+    """The small classifier trained on scikit-learn's digits, shipped in tests/data (never retrained here)."""
     import _appmodel
 
-    cache = request.config.cache.mkdir("mobiledeploy-digits") if getattr(request.config, "cache", None) \
-        else tmp_path_factory.mktemp("cache")
-    return _appmodel.digits(Path(cache), tmp_path_factory.mktemp("digits"))
+    return _appmodel.digits(tmp_path_factory.mktemp("digits"))

@@ -44,6 +44,8 @@ class TFLiteTarget(Target):
         describe_input(req, result)
         if req.int8:
             quantize_in_place(req, result)
+            # The artifact is the int8 model: its own delegation figures, not the fp32 model's.
+            result.extra.update(result.extra["quantization"].get("xnnpack") or {})
         write_tflite_metadata(req, result)
         return result
 

@@ -14,6 +14,27 @@ import threading
 from types import FrameType, TracebackType
 
 
+class deferred_interrupt:
+    """Hold SIGINT back for a few lines that must all happen or none (an artifact and its manifest); a
+    Ctrl-C that arrives meanwhile is raised right after them."""
+
+    def __enter__(self) -> "deferred_interrupt":
+        self.got = False
+        self._previous: object = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum: int, frame: FrameType | None) -> None:
+        self.got = True
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)  # type: ignore[arg-type]
+            if self.got and kind is None:
+                signal.raise_signal(signal.SIGINT)  # whatever handler was active (the guard's) sees it
+
+
 class InterruptGuard:
     """While active, SIGINT raises KeyboardInterrupt as usual and is remembered; `check()` re-raises it."""
 

@@ -548,8 +548,11 @@ def export(opts: ExportOptions, progress: Progress | None = None,
 
         manifest = _manifest(source, opts, target, result, inputs, applied, parity_report, reason, final, labels,
                              runtime)
-        move_into_place(Path(result.artifact), final)
-        mf.write(manifest_final, manifest)
+        from .interrupts import deferred_interrupt
+
+        with deferred_interrupt():  # the artifact and its manifest appear together, or neither does
+            move_into_place(Path(result.artifact), final)
+            mf.write(manifest_final, manifest)
     finally:
         remove(tmp)  # a failure or Ctrl-C at any stage leaves nothing that looks complete
     outcome = ExportOutcome(final, manifest_final, manifest, parity_report)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .runners import Call, Runner, TensorSpec, _op_table, _require, register_runner
+from .runtime import Call, Runner, TensorSpec, _op_table, _require, register_runner
 
 # ExecuTorch's ScalarType codes → numpy dtype names (the ones a model's inputs use).
 _SCALAR = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",

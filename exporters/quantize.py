@@ -222,10 +222,10 @@ def _int8_ready(fp32: Path, out: Path) -> tuple[Path, list[dict[str, Any]]]:
 
 def _xnnpack_facts(path: Path) -> dict[str, Any]:
     """Partitions and delegated nodes of the int8 model (the fp32 model's figures do not carry over)."""
-    from .tflite import delegate_report
+    from mobiledeploy.devicebench.runners import LiteRTRunner
 
-    info = delegate_report(path)
-    return {k: info[k] for k in ("partitions", "delegated_nodes", "total_nodes", "undelegated_ops")}
+    info = LiteRTRunner(str(path), threads=1).delegation() or {}
+    return {k: info[k] for k in ("partitions", "delegated_nodes", "total_nodes", "undelegated_ops") if k in info}
 
 
 def run_batch(path: Path, x: np.ndarray) -> np.ndarray:

@@ -178,11 +178,17 @@ def test_full_size_ghostnetv2_on_the_board(board, exported, capsys):
     check_on_board(res, artifact, FP32_BAR)
 
 
-def test_fp16_judged_by_its_bar_on_the_board(board, exported, capsys):
-    artifact = exported("mobilenetv2_035", 64, "fp16", "tflite")["tflite"]
+def test_fp16_judged_by_its_bar_on_the_board(board, digits, tmp_path, capsys):
+    """fp16 weights of the trained digits classifier (random-weight mobilenetv2_035 at 64 px missed the fp16
+    top-1 bar on the host already: 0.833 < 0.85 on 6 samples, its logits are near-tied)."""
+    out = tmp_path / "out"
+    rc = main(["export", "mobilenetv2_035", "--weights", str(digits.trained.checkpoint), "--input-size",
+               str(digits.trained.size), "-t", "tflite", "--precision", "fp16", "--out", str(out)])
+    assert rc == 0
+    artifact = next(out.glob("*.tflite"))
     rc, res = verify_json([str(artifact), *board.args(), "--random", "2"], capsys)
     assert rc == 0, res
-    check_on_board(res, artifact, 2e-2)
+    check_on_board(res, artifact, 2e-2, board)
     assert res["precision"] == "fp16" and res["on_device"]["parity"]["rel_l2"] > 1e-6  # really fp16 weights
 
 

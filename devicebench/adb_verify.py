@@ -21,7 +21,7 @@ from mobiledeploy.errors import UserError
 
 from .adb import DEVICE_TMP, ADB, _tail, parse_adb_url, parse_getprop
 from .protocol import sha256
-from .remote_verify import DeviceOptions, DeviceRun, Feeds
+from .device_run import DeviceOptions, DeviceRun, Feeds
 
 _FEATURES = re.compile(r"^Features\s*:\s*(.+)$", re.MULTILINE)
 

@@ -9,7 +9,6 @@ by side and says how far the device's outputs are from the host's (the ISA's sha
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,28 +16,7 @@ import numpy as np
 
 from mobiledeploy.errors import UserError
 
-Feeds = dict[str, np.ndarray]
-Progress = Callable[[str], None]
-
-
-@dataclass
-class DeviceRun:
-    """What a device returned: outputs per sample (by output name), its facts and its runtime's."""
-
-    outputs: list[dict[str, np.ndarray]]
-    device: dict[str, Any]
-    runtime: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DeviceOptions:
-    """How to reach the device: ssh options, adb binary, the on-phone tools."""
-
-    ssh: Any = None  # devicebench.ssh.SSHOptions
-    adb_bin: str = "adb"
-    benchmark_binary: str | None = None  # LiteRT benchmark_model for the phone
-    executor_runner: str | None = None  # ExecuTorch executor_runner for the phone
+from .device_run import DeviceOptions, DeviceRun, Feeds, Progress  # noqa: F401  (importable from here too)
 
 
 def run_ssh(url: str, artifact: Path, feeds: Sequence[Feeds], opts: Any, progress: Progress | None = None
@@ -71,29 +49,15 @@ def run_ssh(url: str, artifact: Path, feeds: Sequence[Feeds], opts: Any, progres
 def host_run_fn(artifact: Path) -> tuple[Callable[[Path, Mapping[str, np.ndarray]], dict[str, np.ndarray]] | None,
                                         dict[str, Any]]:
     """This host's runtime for the artifact (the registry parity uses) and its facts, or (None, {})."""
-    try:
-        from .runners import host_runner_class, load_runner  # the one runtime registry
-    except ImportError:
-        host_runner_class = None
-    if host_runner_class is not None:
-        cls = host_runner_class(artifact)
-        if cls is None:
-            return None, {}
-        runner = load_runner(artifact, threads=1, cls=cls)
-        info = runner.info()
-        return (lambda _p, feeds: runner.run(dict(feeds))), {k: info.get(k) for k in ("name", "package", "version",
-                                                                                      "delegate")}
-    try:  # before the runner registry held parity
-        from mobiledeploy.exporters.runtimes import get_runtime, runtime_info
-        from mobiledeploy.exporters.targets import get_target
-    except ImportError:
-        return None, {}
+    from .runners import host_runner_class, load_runner  # the one runtime registry
 
-    target = {".tflite": "tflite", ".onnx": "onnx", ".ort": "ort"}.get(artifact.suffix.lower())
-    if target is None:
+    cls = host_runner_class(artifact)
+    if cls is None:
         return None, {}
-    get_target(target)
-    return get_runtime(target), dict(runtime_info(target) or {})
+    runner = load_runner(artifact, threads=1, cls=cls)
+    info = runner.info()
+    return (lambda _p, feeds: runner.run(dict(feeds))), {k: info.get(k) for k in ("name", "package", "version",
+                                                                                  "delegate")}
 
 
 def _recording(run: Callable, into: list) -> Callable:

@@ -18,6 +18,8 @@ import torch
 from mobiledeploy.errors import UserError, require
 from mobiledeploy.versions import dist_version
 
+from .targets import ExportRequest, Target, TargetResult, register_target
+
 # Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
 REQUIRES = ("executorch",)
 EXTRA = "executorch"
@@ -176,15 +178,15 @@ def run(path: Path | str | bytes, inputs: Sequence[np.ndarray], threads: int = 1
     return [o.numpy() if isinstance(o, torch.Tensor) else np.asarray(o) for o in outs]
 
 
-# --- target registration (until the lead ports the plain functions above into the target-module API) ---
+# --- the target ---------------------------------------------------------------------------------
 
 
-def calibration_inputs(req: Any) -> np.ndarray:
+def calibration_inputs(req: ExportRequest) -> np.ndarray:
     """Calibration images in the graph's input form: app pixels in their layout, or the normalised NCHW tensor."""
     from . import quantize as Q
 
     quant = req.options.quant
-    spec = getattr(req, "app_input", None)
+    spec = req.app_input
     if spec is not None:
         imgs = Q.calibration_images(spec.height, spec.width, quant.calibration, n=quant.samples)
         return Q.to_input(imgs, spec.layout, spec.value_range)
@@ -193,43 +195,22 @@ def calibration_inputs(req: Any) -> np.ndarray:
     return Q.to_input(imgs, "nchw", (0.0, 1.0), req.mean, req.std)
 
 
-def convert_request(req: Any) -> Any:
-    """ExportRequest → TargetResult through `convert` (int8 is quantized here: pt2e works on the graph)."""
-    from .targets import TargetResult
+@register_target
+class ExecuTorchTarget(Target):
+    """ExecuTorch `.pte`: XNNPACK (default) or Core ML delegate; fp32, fp16, int8 (pt2e)."""
 
-    int8 = bool(getattr(req, "int8", False)) or req.precision == "int8"
-    precision = "int8" if int8 else req.precision
-    et_opts = getattr(req.options, "executorch", None)
-    delegate = getattr(et_opts, "delegate", "xnnpack") or "xnnpack"
-    calibration = list(calibration_inputs(req)) if int8 else None
-    info = convert(req.program, req.example_inputs, precision, req.out_path, delegate, calibration)
-    return TargetResult(artifact=info["artifact"], converter=info["converter"],
-                        converter_version=info["converter_version"], inputs=info["inputs"],
-                        outputs=info["outputs"], extra=info["extra"])
+    name, suffix, extra = "executorch", SUFFIX, EXTRA
+    requires = REQUIRES
+    rewrites = REWRITES
+    precisions = PRECISIONS
+    takes_layout = True
 
-
-def _register() -> None:
-    from . import targets
-
-    if not (isinstance(targets.Target, type) and hasattr(targets.Target, "finish")):  # the older function API
-        targets.register_target("executorch", SUFFIX, rewrites=REWRITES, extra=EXTRA)(convert_request)
-        return
-
-    @targets.register_target
-    class ExecuTorchTarget(targets.Target):
-        """ExecuTorch `.pte`: XNNPACK (default) or Core ML delegate; fp32, fp16, int8 (pt2e)."""
-
-        name = "executorch"
-        suffix = SUFFIX
-        extra = EXTRA
-        requires = REQUIRES
-        rewrites = REWRITES
-        precisions = PRECISIONS
-        takes_layout = True
-
-        # int8 arrives from the base prepare as fp32 + req.int8; convert quantizes the graph itself (pt2e).
-        def convert(self, req: Any) -> Any:
-            return convert_request(req)
-
-
-_register()
+    def convert(self, req: ExportRequest) -> TargetResult:
+        """Lower and write the `.pte`; int8 (set by prepare) is quantized here, on the graph, by pt2e."""
+        precision = "int8" if req.int8 else req.precision
+        calibration = list(calibration_inputs(req)) if req.int8 else None
+        info = convert(req.program, req.example_inputs, precision, req.out_path, req.options.executorch.delegate,
+                       calibration)
+        return TargetResult(artifact=info["artifact"], converter=info["converter"],
+                            converter_version=info["converter_version"], inputs=info["inputs"],
+                            outputs=info["outputs"], extra=info["extra"])

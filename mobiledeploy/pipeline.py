@@ -434,6 +434,8 @@ def parity_check(artifact: Path, reference: torch.nn.Module, result_inputs: list
     from mobiledeploy.devicebench.runners import host_runner_class, load_runner
     from mobiledeploy.exporters import parity
 
+    if (target_info or {}).get("verified_here") is False:  # e.g. a .pte lowered to ExecuTorch's Core ML backend
+        return None, f"this host has no runtime for its {target_info.get('delegate')} delegate", None
     cls = host_runner_class(artifact)
     if cls is None:
         return None, f"no runtime for {Path(artifact).suffix} files on this host", None
@@ -704,6 +706,11 @@ def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Pro
             raise VerificationError(f"weights file {p.name} changed since export", "re-export the artifact")
     say(f"loading the reference {model['spec']}")
     source = load_source(model["spec"], weights["path"] if weights and model["source"] != "pt2" else None)
+    if model.get("init") and model["init"] != _random_init(source):
+        # Random weights drawn another way (an older mobiledeploy): comparing with today's draw would
+        # report a mismatch that says nothing about the artifact.
+        raise UserError(f"{artifact.name} was exported with random weights drawn as \"{model['init']}\"; this "
+                        f"mobiledeploy draws them otherwise", "re-export the artifact (or export with --weights)")
     shapes = [list(t.shape) for t in example_inputs(source, tuple(model["input_size"][1:]), model["batch"])]
     say(f"running the {m['target']} artifact")
     report, reason, _ = parity_check(artifact, source.module, m["inputs"], m["outputs"], shapes,

@@ -106,3 +106,17 @@ def test_mean_and_std_reach_the_manifest_and_the_artifact(target, tmp_path, caps
     rc, _, err = _run(["export", str(tmp_path / "t.pt2"), "-t", target, "--out", str(tmp_path / "q"),
                        "--std", "0,1,1"], capsys)
     assert rc == 2 and "bad --std" in err and "Traceback" not in err
+
+
+def test_verify_refuses_random_weights_drawn_another_way(tmp_path, capsys):
+    """An artifact whose random weights an older mobiledeploy drew otherwise cannot be compared with today's
+    draw: verify says re-export instead of reporting a mismatch that says nothing about the artifact."""
+    rc, _, err = _run(["export", "mobilenetv2_035", "-t", "onnx", "--input-size", "32", "--out", str(tmp_path)],
+                      capsys)
+    assert rc == 0, err
+    man = tmp_path / "mobilenetv2_035_32.onnx.json"
+    m = json.loads(man.read_text())
+    m["model"]["init"] = "random, torch.manual_seed(0)"  # what the first wave wrote
+    man.write_text(json.dumps(m))
+    rc, out, err = _run(["verify", str(tmp_path / "mobilenetv2_035_32.onnx")], capsys)
+    assert rc == 2 and "re-export" in err and "Traceback" not in err

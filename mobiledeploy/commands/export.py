@@ -264,7 +264,7 @@ def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
         line = f"{Path(a).name}: rewrites {rewrites}"
         info = m.get("target_info") or {}
         if "partitions" in info:
-            line += (f"; XNNPACK runs {info['delegated_nodes']}/{info['total_nodes']} nodes in "
+            line += (f"; {info.get('delegate') or 'XNNPACK'} runs {info['delegated_nodes']}/{info['total_nodes']} nodes in "
                      f"{info['partitions']} partition(s)")
         if "opset" in info:
             line += f"; opset {info['opset']}"

@@ -154,12 +154,17 @@ def snippet(*targets: str):
 def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
     """The bundle README: the input contract, then the snippets for this target."""
     lines = [f"# {f.model} — {f.target} ({f.precision})", "",
-             f"Exported by mobiledeploy. `{f.artifact}.json` is the full manifest (parity, versions).", "",
-             "## Input and output", "",
-             "| | |", "|---|---|",
-             f"| input name | `{f.input_name}` |",
-             f"| shape | `{f.shape}` ({f.layout.upper()}, RGB, batch 1) |",
-             f"| dtype | {f.dtype} |"]
+             f"Exported by mobiledeploy. `{f.artifact}.json` is the full manifest (parity, versions).", ""]
+    init = (manifest.get("model") or {}).get("init") if isinstance(manifest.get("model"), dict) else None
+    if init:  # exported without --weights: say it where the app developer reads first
+        lines += ["**Random weights.** This model was exported without a checkpoint: it computes exactly what the "
+                  "PyTorch model computes, but its predictions mean nothing. Export it again with `--weights` "
+                  f"before shipping it. ({init})", ""]
+    lines += ["## Input and output", "",
+              "| | |", "|---|---|",
+              f"| input name | `{f.input_name}` |",
+              f"| shape | `{f.shape}` ({f.layout.upper()}, RGB, batch 1) |",
+              f"| dtype | {f.dtype} |"]
     if f.image_input:
         lines.append("| values | an RGB image (CVPixelBuffer / CGImage); the model scales and normalises it |")
     elif f.normalization_in_graph:

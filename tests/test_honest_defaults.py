@@ -120,3 +120,11 @@ def test_verify_refuses_random_weights_drawn_another_way(tmp_path, capsys):
     man.write_text(json.dumps(m))
     rc, out, err = _run(["verify", str(tmp_path / "mobilenetv2_035_32.onnx")], capsys)
     assert rc == 2 and "re-export" in err and "Traceback" not in err
+
+
+def test_bundle_readme_says_random_weights(tmp_path, capsys):
+    rc, _, err = _run(["export", "mobilenetv2_035", "-t", "onnx", "--input-size", "32", "--bundle",
+                       "--out", str(tmp_path)], capsys)
+    assert rc == 0, err
+    text = (tmp_path / "mobilenetv2_035_32_onnx_bundle" / "README.md").read_text()
+    assert "**Random weights.**" in text and "--weights" in text

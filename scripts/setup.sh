@@ -12,7 +12,10 @@ want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setting up .venv (first run takes a few minutes)" >&2
     # pip's notes about this machine's local package folders are noise: keep real errors only.
-    quiet() { "$@" 2> >(grep -v -e 'is ignored: it is neither' -e '^\s*$' >&2); }
+    # setuptools' editable-install notice (a boxed BuildBackendWarning, ~8 lines) says nothing actionable here:
+    # drop the block from its first line through its indented continuation lines.
+    quiet() { "$@" 2> >(grep -v -e 'is ignored: it is neither' -e '^\s*$' \
+        | awk '/BuildBackendWarning: Editable installation/ {skip=1; next} skip && /^[ \t]/ {next} {skip=0; print}' >&2); }
     quiet .venv/bin/pip install -q --upgrade pip
     # torch 2.14.1 + torchvision 0.29.1: the pair that lies on this machine's disk and that timm
     # (our test oracle) imports with; litert-torch needs torch<2.15.

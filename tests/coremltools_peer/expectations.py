@@ -28,7 +28,7 @@ TYPO = "the test types the expected value 7.899 for 4·1.5 + 0.9 + 1 = 7.9 exact
 
 XFAIL: dict[str, str] = {
     **{f"iOS16/test_image_resizing.py::TestCropResize::test_builder_to_backend_ios16[{cfg('fp32', 'iOS16')}"
-       f"-pad_value={v}]": TYPO for v in ("0.0", "10.0")},
+       f"-pad_value={v}]": TYPO for v in ("0.0", "1.0", "10.0")},
     f"iOS17/test_image_resizing.py::TestCropResize::test_builder_to_backend_ios17[{cfg('fp32', 'iOS17')}-N=3]": TYPO,
     **{f"iOS14/test_normalization.py::TestNormalizationLocalResponseNorm::test_builder_to_backend_smoke"
        f"[{cfg('fp32', o)}]": LRN for o in _V},
@@ -54,8 +54,9 @@ FP16_TOLERANCE: dict[str, str] = {
         "test_linear.py::TestLinear::test_builder_to_backend_stress",
         "test_linear.py::TestMatMul::test_builder_to_backend_smoke",
     )
-} | {"iOS16/test_image_resizing.py::TestResample::test_builder_to_backend_smoke_iOS16":
-     "fp16 coordinates in the fp32 config"}
+} | {f: "fp16 coordinates in the fp32 config" for f in (
+    "iOS16/test_image_resizing.py::TestResample::test_builder_to_backend_smoke_iOS16",
+    "iOS17/test_image_resizing.py::TestResample::test_builder_to_backend_smoke")}
 
 DESELECT: dict[str, str] = {
     f"{o}/test_tensor_transformation.py::TestSliceByIndex::test_efficient_type_inference":

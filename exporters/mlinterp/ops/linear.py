@@ -17,9 +17,12 @@ def linear(x, weight, bias=None):
     dt = split_type(x, weight=weight, bias=bias)
     if np.ndim(weight) != 2 or np.shape(x)[-1] != np.shape(weight)[1]:
         raise ProgramTypeError(f"linear weight {np.shape(weight)} does not fit x {np.shape(x)}")
-    if dt.kind in "iu":  # iOS17 int32 linear: exact integer arithmetic
-        y = np.asarray(x, np.int64) @ np.asarray(weight, np.int64).T
-        return (y if bias is None else y + np.asarray(bias, np.int64)).astype(dt)
+    kinds = {np.asarray(v).dtype.kind for v in (x, weight, bias) if v is not None}
+    if kinds & {"i", "u"}:  # iOS17 int32 x or weights: exact in int64, or in float64 when mixed with floats
+        wide = np.int64 if kinds <= {"i", "u"} else np.float64
+        y = np.asarray(x, wide) @ np.asarray(weight, wide).T
+        y = y if bias is None else y + np.asarray(bias, wide)
+        return (np.trunc(y) if dt.kind in "iu" and wide is np.float64 else y).astype(dt)
     _float_only(dt)
     return back(F.linear(tt(x), tt(weight), None if bias is None else tt(bias)), dt)
 

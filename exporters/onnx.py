@@ -97,8 +97,14 @@ def _drop_foreign_metadata(model: Any, keep: set[str]) -> None:
 
 
 def _rename_output(model: Any, old: str, new: str) -> None:
+    """Rename a graph output everywhere it appears: its producer, the nodes that also consume it (a feature
+    map returned and used further on), the graph outputs and its value_info."""
     for node in model.graph.node:
         node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    for v in model.graph.value_info:
+        if v.name == old:
+            v.name = new
     for o in model.graph.output:
         if o.name == old:
             o.name = new

@@ -250,10 +250,6 @@ def run_batch(path: Path, x: np.ndarray) -> np.ndarray:
     return np.stack(ys)
 
 
-# The names the tests and benchmarks have long used; both run through the one runtime registry.
-run_tflite = run_onnx = run_batch
-
-
 # --- ONNX ----------------------------------------------------------------------------------------
 
 

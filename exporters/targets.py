@@ -150,11 +150,3 @@ def get_target(name: str) -> Target:
     if name not in _TARGETS:
         raise UserError(f"unknown target {name!r}", f"choose one of: {', '.join(TARGET_NAMES)}")
     return _TARGETS[name]
-
-
-def target_for_suffix(suffix: str) -> Target | None:
-    """The target whose artifacts end in `suffix` (e.g. '.tflite')."""
-    for name in TARGET_NAMES:
-        if get_target(name).suffix == suffix:
-            return _TARGETS[name]
-    return None

@@ -64,7 +64,7 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
     q = m["target_info"]["quantization"]
     assert q["size"]["reduction"] >= 2.0 and q["io_dtype"] == "float32"
     art = out / m["artifact"]
-    r = Q.compare(Q.run_tflite(digits.tflite, digits.x_test), Q.run_tflite(art, digits.x_test), digits.y_test)
+    r = Q.compare(Q.run_batch(digits.tflite, digits.x_test), Q.run_batch(art, digits.x_test), digits.y_test)
     assert r["accuracy_drop_points"] <= 1.0 and r["top1_agreement"] >= 0.98, r
 
     readme = _check_bundle(out / (m["artifact"].removesuffix(".tflite") + "_tflite_bundle"), m["artifact"], m,
@@ -77,7 +77,7 @@ def test_tflite_int8_bundle(digits, inputs, tmp_path):
     from mediapipe.tasks.python import BaseOptions, vision
 
     px = digits.x_test[:24].round().astype(np.uint8)
-    want = Q.run_tflite(art, px.astype(np.float32)).argmax(1)
+    want = Q.run_batch(art, px.astype(np.float32)).argmax(1)
     opts = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(art)), max_results=1)
     with vision.ImageClassifier.create_from_options(opts) as clf:
         got = [clf.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(p)))
@@ -101,7 +101,7 @@ def test_ort_bundle(digits, inputs, tmp_path):
     assert json.loads(meta["normalization_in_graph"]) is True and meta["source_model"] == "mobilenetv2_035"
     cfg = out / (art.stem + ".required_operators.config")
     assert "Conv" in cfg.read_text()
-    y = Q.run_onnx(art, digits.x_test[:64])
+    y = Q.run_batch(art, digits.x_test[:64])
     assert _appmodel.rel_l2(y, digits.torch_test[:64]) <= 1e-5
     bundle = out / (m["artifact"].removesuffix(".ort") + "_ort_bundle")
     readme = _check_bundle(bundle, m["artifact"], m, digits.trained.labels)

@@ -93,7 +93,7 @@ def test_gates_quantize_to_int8_and_agree_with_fp32(tmp_path):
     assert [p["name"] for p in info["flatbuffer_passes"]] == ["avg_pool_as_depthwise"]
     assert info["xnnpack"]["partitions"] == 1 and info["xnnpack"]["undelegated_ops"] == [], info["xnnpack"]
     x = np.concatenate(samples)
-    r = Q.compare(Q.run_tflite(fp32, x), Q.run_tflite(out, x))
+    r = Q.compare(Q.run_batch(fp32, x), Q.run_batch(out, x))
     assert r["rel_l2"] <= 0.1, r
 
 

@@ -30,13 +30,13 @@ def test_props_round_trip_through_onnxruntime_and_ort(digits, tmp_path):
     assert json.loads(meta["input_shape"]) == [1, 32, 32, 3] and meta["note"].startswith("second")
     assert json.loads(meta["mean"]) == [0.0, 0.0, 0.0] and meta["producer"] == "mobiledeploy"
     # metadata changes nothing the graph computes
-    np.testing.assert_array_equal(Q.run_onnx(model, digits.x_test[:8]), Q.run_onnx(digits.onnx, digits.x_test[:8]))
+    np.testing.assert_array_equal(Q.run_batch(model, digits.x_test[:8]), Q.run_batch(digits.onnx, digits.x_test[:8]))
 
     info = onnx_to_ort(model, tmp_path / "m.ort")
     assert read_onnx_metadata(tmp_path / "m.ort") == meta
     assert config_path(tmp_path / "m.ort").read_text().count("Conv") >= 1
     assert info["operator_config_lines"] and not list(tmp_path.glob("*.tmp"))
-    y = Q.run_onnx(tmp_path / "m.ort", digits.x_test[:32])
+    y = Q.run_batch(tmp_path / "m.ort", digits.x_test[:32])
     assert _appmodel.rel_l2(y, digits.torch_test[:32]) <= 1e-5
 
 

@@ -48,7 +48,7 @@ def test_metadata_parses_with_official_schema(digits, tmp_path):
     assert associated_files(buf) == {"labels.txt": ("\n".join(labels) + "\n").encode()}
     # Metadata changes nothing the interpreter computes.
     x = digits.x_test[:8]
-    np.testing.assert_array_equal(Q.run_tflite(out, x), Q.run_tflite(digits.tflite, x))
+    np.testing.assert_array_equal(Q.run_batch(out, x), Q.run_batch(digits.tflite, x))
 
 
 def test_rewriting_metadata_replaces_it(digits, tmp_path):

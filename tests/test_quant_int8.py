@@ -50,8 +50,8 @@ def test_digits_model_is_shipped_not_trained(digits):
 
 
 def test_fp32_exports_compute_what_pytorch_computes(digits):
-    for path, run in ((digits.tflite, Q.run_tflite), (digits.onnx, Q.run_onnx)):
-        assert _appmodel.rel_l2(run(path, digits.x_test[:32]), digits.torch_test[:32]) <= 1e-5, path.name
+    for path in (digits.tflite, digits.onnx):
+        assert _appmodel.rel_l2(Q.run_batch(path, digits.x_test[:32]), digits.torch_test[:32]) <= 1e-5, path.name
 
 
 def _calib(digits, calib_dir):
@@ -64,8 +64,8 @@ def _calib(digits, calib_dir):
 def test_tflite_int8_keeps_accuracy(digits, calib_dir):
     out = digits.workdir / "digits_int8.tflite"
     info = Q.quantize_tflite(digits.tflite, out, _calib(digits, calib_dir))
-    fp32 = Q.run_tflite(digits.tflite, digits.x_test)
-    q = Q.run_tflite(out, digits.x_test)
+    fp32 = Q.run_batch(digits.tflite, digits.x_test)
+    q = Q.run_batch(out, digits.x_test)
     r = Q.compare(fp32, q, digits.y_test)
     assert r["accuracy_drop_points"] <= 1.0, r
     assert r["top1_agreement"] >= 0.98, r
@@ -91,8 +91,8 @@ def test_onnx_qdq_int8_keeps_accuracy(digits, calib_dir):
 
     out = digits.workdir / "digits_int8.onnx"
     Q.quantize_onnx(digits.onnx, out, _calib(digits, calib_dir))
-    fp32 = Q.run_onnx(digits.onnx, digits.x_test)
-    q = Q.run_onnx(out, digits.x_test)
+    fp32 = Q.run_batch(digits.onnx, digits.x_test)
+    q = Q.run_batch(out, digits.x_test)
     r = Q.compare(fp32, q, digits.y_test)
     assert r["accuracy_drop_points"] <= 1.0, r
     assert r["top1_agreement"] >= 0.98, r

@@ -49,6 +49,7 @@ def run(argv: list[str]) -> dict[str, Any]:
     from .protocol import Protocol, measure
 
     a = parser().parse_args(argv)
+    a.runtime = board_runtime(a.artifacts, a.runtime)
     if a.infer:
         from .infer import run_folder
 
@@ -67,6 +68,20 @@ def run(argv: list[str]) -> dict[str, Any]:
     result = measure(a.artifacts, a.runtime, proto)
     result["agent"] = {"python": sys.version.split()[0], "executable": sys.executable, "file": __file__}
     return result
+
+
+def board_runtime(artifacts: list[str], runtime: str) -> str:
+    """'auto' for `.pte` files on a machine without ExecuTorch's Python package (it needs torch) but with its
+    C++ runtime and our shim (scripts/arm-board.sh installs those): the torch-free runner; else as given."""
+    import importlib.util
+
+    from .executorch_native import ExecuTorchNativeRunner
+
+    if runtime != "auto" or not artifacts or not all(a.lower().endswith(".pte") for a in artifacts):
+        return runtime
+    if importlib.util.find_spec("executorch") is None and ExecuTorchNativeRunner.available():
+        return ExecuTorchNativeRunner.name
+    return runtime
 
 
 def main(argv: list[str] | None = None) -> int:

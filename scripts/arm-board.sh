@@ -9,6 +9,7 @@
 #   scripts/arm-board.sh start [--port N] [--state DIR]   build + start sshd; prints the ssh config entry
 #   scripts/arm-board.sh stop [--state DIR]
 #   scripts/arm-board.sh status [--state DIR]
+#   scripts/arm-board.sh host-shim OUT.so   the ExecuTorch shim for this host, against .venv's executorch
 #
 # Needs root (chroot, mounts, binfmt), Debian's qemu-user-static + binfmt-support (installed here
 # when root and missing), apt-get, and pip. The rootfs is made without running any emulated
@@ -39,6 +40,12 @@ venv_version() {
 }
 NUMPY_V=$(venv_version numpy); LITERT_V=$(venv_version ai-edge-litert); ORT_V=$(venv_version onnxruntime)
 WHEELS=("numpy${NUMPY_V:+==$NUMPY_V}" "ai-edge-litert${LITERT_V:+==$LITERT_V}" "onnxruntime${ORT_V:+==$ORT_V}")
+# ExecuTorch: only the runtime's shared libraries from the aarch64 executorch wheel (executorch/lib: the
+# core, XNNPACK, optimized/quantized kernels, none links torch; its Python package needs torch, ~1 GB
+# emulated) plus scripts/executorch_shim.cpp cross-compiled against them, which the agent's
+# executorch-native runner calls through ctypes (FINDINGS.md "ExecuTorch on the board").
+ET_V=$(venv_version executorch); ET_V=${ET_V:-1.5.1}
+ET_SHIM_HASH=$(sha256sum "$REPO/scripts/executorch_shim.cpp" | cut -c1-16)
 # pip takes these tags literally (no glibc range): list what Debian 12 (glibc 2.36) can load.
 PIP_PLATFORM=(--platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64
               --platform manylinux_2_28_aarch64 --platform manylinux_2_31_aarch64 --platform manylinux_2_34_aarch64
@@ -54,15 +61,15 @@ CPU architecture: 8
 CPU variant	: 0x3
 CPU part	: 0xd0c
 CPU revision	: 1'
-RECIPE_VERSION=1
+RECIPE_VERSION=2
 # --- end of recipe -------------------------------------------------------------------------------
 
 say() { echo "arm-board: $*" >&2; }
 skip() { echo "skip: $*"; exit 77; }
 
 recipe_hash() {
-    { printf '%s\n' "$RECIPE_VERSION" "${DEBS[@]}" "${WHEELS[@]}" "${PIP_PLATFORM[@]}" "$CPUINFO_CORE"; } \
-        | sha256sum | cut -c1-16
+    { printf '%s\n' "$RECIPE_VERSION" "${DEBS[@]}" "${WHEELS[@]}" "${PIP_PLATFORM[@]}" "$CPUINFO_CORE" \
+          "$ET_V" "$ET_SHIM_HASH"; } | sha256sum | cut -c1-16
 }
 
 # Why this machine cannot run the board, or nothing. Installs qemu/binfmt when root and missing.
@@ -92,10 +99,61 @@ prerequisites() {
         grep -q '^flags:.*F' /proc/sys/fs/binfmt_misc/qemu-aarch64 \
             || { echo "the qemu-aarch64 binfmt entry lacks the F flag (Debian's qemu-user-static sets it)"; return; }
     fi
+    if ! command -v "$(cxx_aarch64)" >/dev/null && command -v apt-get >/dev/null; then
+        say "installing g++-aarch64-linux-gnu (builds the ExecuTorch shim for the board)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++-aarch64-linux-gnu >/dev/null 2>&1 || true
+    fi
+    command -v "$(cxx_aarch64)" >/dev/null \
+        || { echo "no aarch64 C++ compiler for the ExecuTorch shim (apt-get install g++-aarch64-linux-gnu)"; return; }
     for t in apt-get dpkg-deb unshare chroot ssh-keygen; do
         command -v "$t" >/dev/null || { echo "$t is not installed"; return; }
     done
     [ -x /usr/sbin/sshd ] || { echo "openssh-server is not installed (apt-get install openssh-server)"; return; }
+}
+
+cxx_aarch64() {
+    if [ "$(uname -m)" = aarch64 ]; then echo g++; else echo aarch64-linux-gnu-g++; fi
+}
+
+# ExecuTorch's runtime libraries from the aarch64 wheel and the shim over them, into R/opt/executorch-runtime/lib.
+build_executorch() {
+    local R=$1 work=$2 py=$3 et lib
+    et="$work/et"
+    mkdir -p "$et"
+    "$py" -m pip download -q --no-deps --disable-pip-version-check "${PIP_PLATFORM[@]}" -d "$et" \
+        "executorch==$ET_V" >"$work/et.log" 2>&1 || { tail -5 "$work/et.log" >&2; return 1; }
+    (cd "$et" && "$py" -m zipfile -e executorch-*.whl unpacked >/dev/null)
+    lib="$R/opt/executorch-runtime/lib"
+    mkdir -p "$lib"
+    local so
+    for so in libexecutorch libexecutorch_threadpool libexecutorch_backend_xnnpack libexecutorch_kernels_optimized \
+              libexecutorch_kernels_quantized; do
+        cp "$et/unpacked/executorch/lib/$so.so" "$lib/"
+    done
+    compile_shim "$(cxx_aarch64)" "$et/unpacked/executorch/include" "$lib" '$ORIGIN' "$lib/libmdet_executorch.so" \
+        >>"$work/et.log" 2>&1 || { tail -20 "$work/et.log" >&2; return 1; }
+    echo "$ET_V" > "$lib/VERSION"
+    rm -rf "$et"
+}
+
+# scripts/executorch_shim.cpp against an executorch wheel's headers and libraries. Args: CXX INCLUDE LIBDIR RPATH OUT
+compile_shim() {
+    local cxx=$1 inc=$2 lib=$3 rpath=$4 out=$5
+    # The C10 macro stands in for a header only a PyTorch build generates; the tracer one matches how the
+    # libraries were compiled (executorch/lib/cmake's EXECUTORCH_COMPILE_DEFINITIONS).
+    "$cxx" -std=c++17 -O2 -shared -fPIC -Wno-deprecated-declarations -DC10_USING_CUSTOM_GENERATED_MACROS -DET_EVENT_TRACER_ENABLED \
+        -I "$inc" -I "$inc/executorch/runtime/core/portable_type/c10" "$REPO/scripts/executorch_shim.cpp" \
+        -L "$lib" -Wl,--no-as-needed -lexecutorch -lexecutorch_backend_xnnpack -lexecutorch_kernels_optimized \
+        -lexecutorch_kernels_quantized -lexecutorch_threadpool -Wl,--as-needed -Wl,-rpath,"$rpath" -o "$out"
+}
+
+# The shim for this host, against the executorch in .venv (tests compare it with ExecuTorch's Python runtime).
+host_shim() {
+    local out=$1 et
+    et=$("$(host_python)" -c 'import os, importlib.util as u; print(list(u.find_spec("executorch").submodule_search_locations)[0])') \
+        || { echo "executorch is not installed in $(host_python)" >&2; return 1; }
+    mkdir -p "$(dirname "$out")"
+    compile_shim "${CXX:-g++}" "$et/include" "$et/lib" "$et/lib" "$out"
 }
 
 host_python() {
@@ -137,6 +195,8 @@ build() {
     say "downloading aarch64 wheels: ${WHEELS[*]}"
     "$py" -m pip install -q --no-compile --disable-pip-version-check "${PIP_PLATFORM[@]}" \
         --target "$R/opt/site" "${WHEELS[@]}" >"$work/pip.log" 2>&1 || { tail -5 "$work/pip.log" >&2; return 1; }
+    say "ExecuTorch $ET_V runtime libraries + shim (aarch64)"
+    build_executorch "$R" "$work" "$py" || return 1
     mkdir -p "$R/usr/local/lib/python3.11/dist-packages"
     echo "/opt/site" > "$R/usr/local/lib/python3.11/dist-packages/mobiledeploy-board.pth"
     # Byte-compile on the host (same 3.11 magic number): emulated starts would recompile every time.
@@ -151,7 +211,8 @@ build() {
     mv "$work/apt.log" "$work/pip.log" "$root/" 2>/dev/null || true
     rm -rf "$work"
     # Smoke test under emulation: the runtimes import on the NEON CPU model.
-    if ! in_rootfs "$root" /usr/bin/python3 -c 'import numpy, onnxruntime; from ai_edge_litert import interpreter; print("ok")' \
+    if ! in_rootfs "$root" /usr/bin/python3 -c 'import ctypes, numpy, onnxruntime; from ai_edge_litert import interpreter
+ctypes.CDLL("/opt/executorch-runtime/lib/libmdet_executorch.so").mdet_abi_version(); print("ok")' \
             >"$root/smoke.log" 2>&1; then
         cat "$root/smoke.log" >&2
         say "the rootfs does not run its runtimes under qemu; left in $root for a look"
@@ -291,7 +352,7 @@ while [ $# -gt 0 ]; do
         --port) PORT=$2; shift 2 ;;
         --state) STATE=$2; shift 2 ;;
         --cpu) QEMU_CPU_MODEL=$2; shift 2 ;;
-        *) [ "$cmd" = __enter ] || [ "$cmd" = run ] && break; echo "unknown option $1" >&2; exit 2 ;;
+        *) { [ "$cmd" = __enter ] || [ "$cmd" = run ] || [ "$cmd" = host-shim ]; } && break; echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
 case "$cmd" in
@@ -302,6 +363,7 @@ case "$cmd" in
     status) if [ -f "$STATE/sshd.pid" ] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/null; then
                 echo "running: pid $(cat "$STATE/sshd.pid"), port $(cat "$STATE/port")"; else echo "not running"; exit 1; fi ;;
     run) why=$(prerequisites); [ -z "$why" ] || skip "$why"; r=$(dirname "$(build)"); in_rootfs "$r" "$@" ;;
+    host-shim) host_shim "${1:?usage: arm-board.sh host-shim OUT.so}" ;;
     __enter) enter "$@" ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -69,7 +69,8 @@ def exported(tmp_path_factory):
             rc = main(["export", model, "-t", targets, "--input-size", str(size), "--precision", precision,
                        "--out", str(out), "--force"])
             assert rc == 0, f"export {key} failed"
-            done[key] = {t: next(out.glob(f"*.{t}")) for t in targets.split(",")}
+            suffix = {"executorch": "pte"}
+            done[key] = {t: next(out.glob(f"*.{suffix.get(t, t)}")) for t in targets.split(",")}
         return done[key]
 
     return get
@@ -169,6 +170,30 @@ def test_fp32_on_the_board(board, exported, model, target, capsys):
     check_on_board(res, artifact, FP32_BAR, board)
     vs = res["device_vs_host"]
     assert vs["rel_l2"] <= FP32_BAR and vs["top1_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("model", ["ghostnetv2_100", "mobilenetv2_035"])
+def test_pte_on_the_board(board, exported, model, capsys):
+    """ExecuTorch on the board without torch: the wheel's C++ runtime libraries and our shim, XNNPACK on NEON."""
+    artifact = exported(model, 64, targets="executorch")["executorch"]
+    rc, res = verify_json([str(artifact), *board.args(), "--random", "2"], capsys)
+    assert rc == 0, res
+    check_on_board(res, artifact, FP32_BAR, board)
+    rt = res["on_device"]["runtime"]
+    assert rt["name"] == "executorch-native" and rt["shim"].startswith("/opt/executorch-runtime/")
+    # The XNNPACK path, read from the program the board loaded: delegate calls and no portable kernel
+    # calls (both models lower to one XNNPACK piece), and the method uses XnnpackBackend at run time.
+    assert rt["delegate"] == "XNNPACK" and rt["partitions"] >= 1 and rt["kernel_calls"] == 0, rt
+    vs = res["device_vs_host"]
+    assert vs["rel_l2"] <= FP32_BAR and vs["top1_agreement"] == 1.0
+    assert res["host"]["runtime"]["name"] == "executorch"  # the host ran ExecuTorch's own Python runtime
+    if model != "ghostnetv2_100":
+        return  # the table once is enough (each board run costs ~10 s emulated)
+    main(["verify", str(artifact), *board.args(), "--random", "1", "--no-photos"])
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.strip().startswith("delegate"))
+    assert row.split()[-1] == "XNNPACK"  # the board's column of the table
+    assert "executorch C++ runtime (no torch) 1.5.1" in table
 
 
 def test_full_size_ghostnetv2_on_the_board(board, exported, capsys):

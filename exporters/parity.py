@@ -62,6 +62,12 @@ MIN_SENSITIVITY = 1e-4
 # default int8 calibration draws its crops with seed 0, the fp32-vs-int8 agreement check with seed 1).
 N_CROPS: dict[str, int] = {"int8": 6}
 CROP_SEED = 2
+# Where PyTorch fp32 is itself far from the exact result, the 1e-5 bar against it cannot hold for any fp32
+# artifact: efficientnet_b0 with random weights is 2.6e-5-9e-5 from float64 in PyTorch fp32, and its
+# artifacts 2-4e-5 from PyTorch fp32. An fp32 artifact that misses the bar is then judged against the
+# model run in float64: its worst sample no further from it than FLOAT64_FACTOR x PyTorch fp32's worst
+# (and 1e-5 at least). Where PyTorch fp32 is within 1e-5 of float64, that bar is no looser than before.
+FLOAT64_FACTOR = 2.0
 
 
 @dataclass
@@ -98,6 +104,9 @@ class ParityReport:
     # How much PyTorch's outputs change from one input to the next, relative to their size. Near 0 the
     # model ignores its input (e.g. random weights whose activations collapse): agreement proves nothing.
     input_sensitivity: float | None = None
+    # Judged against float64 (see FLOAT64_FACTOR): the figures against PyTorch fp32 it missed the bar by, and
+    # PyTorch fp32's own distance from float64 that set the bar. None when judged against PyTorch fp32.
+    float64: dict[str, Any] | None = None
 
     @property
     def vacuous(self) -> bool:
@@ -112,9 +121,13 @@ class ParityReport:
         """One line with the numbers and the bar."""
         t1 = "n/a" if self.top1_agreement is None else f"{self.top1_agreement:.3f}"
         tol = self.tolerance
-        return (f"rel_l2 {self.rel_l2:.2e} (bar {tol['rel_l2']:.2g}{', median image' if 'statistic' in tol else ''}), max_abs {self.max_abs:.2e}, "
-                f"cosine {self.cosine:.7f}, top-1 agreement {t1} (bar {tol['top1_agreement']:.2f}) "
-                f"over {self.n_samples} samples")
+        against = ""
+        if self.float64:
+            against = (f" against float64 (PyTorch fp32 is {self.float64['torch_fp32_rel_l2']:.1e} from it; "
+                       f"{self.float64['rel_l2_vs_fp32']:.1e} from PyTorch fp32)")
+        return (f"rel_l2 {self.rel_l2:.2e} (bar {tol['rel_l2']:.2g}{', median image' if 'statistic' in tol else ''}){against}, "
+                f"max_abs {self.max_abs:.2e}, cosine {self.cosine:.7f}, top-1 agreement {t1} "
+                f"(bar {tol['top1_agreement']:.2f}) over {self.n_samples} samples")
 
 
 def photo_pixels(name: str, size: tuple[int, int], crop_pct: float = 0.875) -> np.ndarray:
@@ -309,7 +322,7 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
 
     `output_names` are the artifact outputs that correspond, in order, to the model's outputs.
     """
-    per, refs = [], []
+    per, refs, gots = [], [], []
     for s in batch:
         ref = reference_outputs(reference, s.arrays)
         refs.append(np.concatenate([np.asarray(a, np.float64).ravel() for a in ref]))
@@ -317,7 +330,8 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
         missing = [n for n in output_names if n not in got]
         if missing:
             raise ValueError(f"the runtime returned no output named {missing[0]!r} (it gave {sorted(got)})")
-        m = compare(ref, [np.asarray(got[n]) for n in output_names], output_names)
+        gots.append([np.asarray(got[n]) for n in output_names])
+        m = compare(ref, gots[-1], output_names)
         m["input"] = s.name
         per.append(m)
     tol = TOLERANCES[precision]
@@ -339,6 +353,13 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
         tol = {**tol, "statistic": "median rel_l2 over the judged images"}
     ok = bool(agg["rel_l2"] <= tol["rel_l2"] and (agg["top1_agreement"] is None
                                                   or agg["top1_agreement"] >= tol["top1_agreement"]))
+    float64 = None
+    if not ok and precision == "fp32":
+        judged64 = _judge_float64(reference, batch, gots, per, output_names)
+        if judged64 is not None:
+            judged, agg, tol, float64 = judged64
+            ok = float64.pop("passed")
+            reference_name = f"PyTorch float64 (torch {torch.__version__}), eval mode"
     rest = [m for m in per if not m["judged"]]
     info = None
     if rest:
@@ -356,7 +377,59 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
         informational=info,
         outputs=_per_output(judged),
         input_sensitivity=_sensitivity(refs),
+        float64=float64,
     )
+
+
+def float64_outputs(module: Callable, arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+    """The model run in float64 (a copy of it), outputs flattened like reference_outputs; None when it
+    cannot run in float64 (an op or a constant fixed to float32)."""
+    import copy
+
+    from torch.utils import _pytree as pytree
+
+    if not isinstance(module, torch.nn.Module):
+        return None
+    try:
+        m64 = copy.deepcopy(module).double()
+        with torch.no_grad():
+            xs = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+            out = m64(*[x.double() if x.is_floating_point() else x for x in xs])
+    except Exception:  # not every model runs in float64; it is then judged against fp32 alone
+        return None
+    leaves = [t.detach() for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    if any(t.dtype != torch.float64 for t in leaves if t.is_floating_point()):
+        return None  # part of it stayed in float32: not an exact reference
+    return [t.numpy() for t in leaves]
+
+
+def _judge_float64(reference: Callable, batch: Sequence[Sample], gots: Sequence[Sequence[np.ndarray]],
+                   per: list[dict[str, Any]], output_names: Sequence[str]) -> tuple | None:
+    """Judge an fp32 artifact that missed the bar against float64 (FLOAT64_FACTOR): (per-sample
+    figures, aggregate, tolerance, float64 facts incl. 'passed'), or None where float64 cannot run."""
+    judged, torch_errs, vs32 = [], [], []
+    for s, got, m32 in zip(batch, gots, per):
+        ref64 = float64_outputs(reference, s.arrays)
+        if ref64 is None:
+            return None
+        torch_err = compare(ref64, reference_outputs(reference, s.arrays))["rel_l2"]
+        m = compare(ref64, got, output_names)
+        m.update(input=s.name, judged=True, rel_l2_vs_fp32=m32["rel_l2"], torch_fp32_rel_l2=torch_err)
+        judged.append(m)
+        torch_errs.append(torch_err)
+        vs32.append(m32["rel_l2"])
+    per[:] = judged
+    agg = _aggregate(judged)
+    bar = max(TOLERANCES["fp32"]["rel_l2"], FLOAT64_FACTOR * max(torch_errs))
+    ok = agg["rel_l2"] <= bar and (agg["top1_agreement"] is None
+                                   or agg["top1_agreement"] >= TOLERANCES["fp32"]["top1_agreement"])
+    tol = {"rel_l2": bar, "top1_agreement": TOLERANCES["fp32"]["top1_agreement"],
+           "reference": f"float64: within {FLOAT64_FACTOR:g}x PyTorch fp32's own distance from it "
+                        f"(at least {TOLERANCES['fp32']['rel_l2']:g})"}
+    facts = {"passed": bool(ok), "torch_fp32_rel_l2": float(max(torch_errs)), "rel_l2_vs_fp32": float(max(vs32)),
+             "factor": FLOAT64_FACTOR, "why": "PyTorch fp32 itself misses the 1e-5 bar against float64 on these inputs"
+             if max(torch_errs) > TOLERANCES["fp32"]["rel_l2"] else "the artifact missed the bar against PyTorch fp32"}
+    return judged, agg, tol, facts
 
 
 def _sensitivity(refs: Sequence[np.ndarray]) -> float | None:

@@ -5,10 +5,10 @@ GhostNetV2 from timm's own code, and a re-parameterisable GhostNetV3), plus a
 feature-pyramid backbone with five outputs (timm's `features_only`, saved as a `.pt2`). Random weights
 with measured BatchNorm statistics (what an export without --weights gets), 64 px for speed.
 
-Not here: efficientnet_b0 and mobileone_s0. With random weights PyTorch's own fp32 output is up to 9e-5
-(efficientnet_b0, on a photo) and 2.6e-5 (mobileone_s0) away from float64, so no fp32 artifact can be held
-to 1e-5 of it; their artifacts measured 2-4e-5. See the closing note of this wave: the fp32 bar should be
-judged against float64 where PyTorch fp32 itself is that far off.
+efficientnet_b0 and mobileone_s0 (re-parameterisable too): with random weights PyTorch's own fp32 output is
+up to 9e-5 (efficientnet_b0, on a photo) and 3e-5 (mobileone_s0) away from float64, so no fp32 artifact can
+be held to 1e-5 of it (theirs measure 2-5e-5): they are judged against float64 (exporters.parity.FLOAT64_FACTOR),
+and only there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ pytest.importorskip("coremltools")
 pytest.importorskip("litert_torch")
 
 MODELS = ["mobilenetv3_small_100", "fbnetc_100", "lcnet_050", "regnetx_002", "convnext_atto", "mnasnet_small",
-          "ghostnetv2_100", "ghostnetv3_100"]
+          "ghostnetv2_100", "ghostnetv3_100", "efficientnet_b0", "mobileone_s0"]
+# Where PyTorch fp32 itself is more than 1e-5 from float64 on these inputs (measured: 9e-5 and 3e-5).
+FAR_FROM_EXACT = {"efficientnet_b0", "mobileone_s0"}
 
 
 def _export(spec: str, out, capsys, *extra: str) -> list[dict]:
@@ -41,12 +43,17 @@ def test_timm_model_on_every_target(name, tmp_path, capsys):
     manifests = _export(f"timm:{name}", tmp_path, capsys)
     assert [m["target"] for m in manifests] == ["onnx", "tflite", "coreml"]
     for m in manifests:
-        assert m["verified"] and m["parity"]["rel_l2"] <= 1e-5, (m["target"], m["parity"]["rel_l2"])
-        assert m["parity"]["input_sensitivity"] > 1e-2  # the check compares outputs that depend on the input
+        p = m["parity"]
+        assert m["verified"], (m["target"], p["rel_l2"])
+        if name in FAR_FROM_EXACT and p.get("float64"):  # judged against float64, within 2x PyTorch's own error
+            assert p["float64"]["torch_fp32_rel_l2"] > 1e-5 and p["rel_l2"] <= 2 * p["float64"]["torch_fp32_rel_l2"]
+        else:
+            assert p["rel_l2"] <= 1e-5 and p.get("float64") is None, (m["target"], p["rel_l2"])
+        assert p["input_sensitivity"] > 1e-2  # the check compares outputs that depend on the input
     tfl = manifests[1]["target_info"]
     # One XNNPACK partition wherever every op is one XNNPACK runs.
     assert tfl["partitions"] == 1 or tfl["undelegated_ops"], tfl
-    if name == "ghostnetv3_100":  # re-parameterised before tracing, verified against the unfolded model
+    if name in ("ghostnetv3_100", "mobileone_s0"):  # re-parameterised before tracing, verified against the unfolded model
         assert any(r["name"] == "reparameterize" for r in manifests[0]["rewrites"])
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         h, d, vs = res["host"]["report"], res["device"]["report"], res["device_vs_host"] or {}
         facts = facts or (res["host"]["facts"], res["device"]["facts"], res["host"]["runtime"], res["device"]["runtime"])
         m = res["manifest"]
-        rows.append(f"| {m['model']['spec']} {m['model']['input_size'][-1]}px | {m['target']} {m['precision']} | "
+        rows.append(f"| {m.model.spec} {m.model.input_size[-1]}px | {m.target} {m.precision} | "
                     f"{h.rel_l2:.1e} | {d.rel_l2:.1e} | {vs.get('rel_l2', float('nan')):.1e} | "
                     f"{vs.get('max_abs', float('nan')):.1e} | {vs.get('top1_agreement', float('nan')):.2f} | "
                     f"{'yes' if vs.get('bit_identical') else 'no'} | {'pass' if d.passed else 'FAIL'} |")

@@ -150,11 +150,12 @@ def _manifest_delegation(artifact: str) -> dict[str, Any]:
     path = Path(artifact + ".json")
     if not path.exists():
         return {}
+    from mobiledeploy.manifest import Manifest
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        extra = Manifest.from_json(json.loads(path.read_text())).target_info  # the target's result.extra
+    except (OSError, ValueError, TypeError):
         return {}
-    extra = data.get("target_info") if isinstance(data, dict) else None  # the target's result.extra
     if not isinstance(extra, dict):
         return {}
     return {k: extra[k] for k in ("delegated_nodes", "total_nodes") if isinstance(extra.get(k), int)}

@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from mobiledeploy.errors import UserError
+from mobiledeploy.manifest import Manifest
 
 from . import device, stats
 from .runners import Runner, TensorSpec, runner_for
@@ -100,15 +101,17 @@ def find_manifest(artifact: str) -> str | None:
     return None
 
 
-def manifest_json(manifest: str) -> dict[str, Any]:
-    """The manifest beside an artifact as a dict (no schema check: the board side has no mobiledeploy.manifest)."""
+def load_manifest(manifest: str) -> Manifest:
+    """The manifest beside an artifact, read leniently: no schema or field check (bench uses whatever a
+    hand-written or older manifest says; absent fields read as empty), only its JSON must have the right shape."""
     try:
         m = json.loads(Path(manifest).read_text())
     except (OSError, ValueError) as e:
         raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
-    if not isinstance(m, dict):
-        raise UserError(f"cannot read manifest {manifest}: not a JSON object", "fix or remove the manifest file")
-    return m
+    try:
+        return Manifest.from_json(m)
+    except (ValueError, TypeError) as e:  # manifest.ManifestFormatError, or a field of the wrong kind
+        raise UserError(f"cannot read manifest {manifest}: {e}", "fix or remove the manifest file") from None
 
 
 def manifest_specs(manifest: str | None, runtime_specs: list[TensorSpec]) -> list[TensorSpec]:
@@ -116,12 +119,10 @@ def manifest_specs(manifest: str | None, runtime_specs: list[TensorSpec]) -> lis
 
     Inputs pair up by position (converters rename them); the artifact stays the authority on static dims.
     """
-    inputs: list[Any] = manifest_json(manifest).get("inputs") or [] if manifest is not None else []
-    if len(inputs) != len(runtime_specs):
-        inputs = [{}] * len(runtime_specs)
+    inputs = load_manifest(manifest).inputs if manifest is not None else []
+    shapes: list[Any] = [i.shape for i in inputs] if len(inputs) == len(runtime_specs) else [None] * len(runtime_specs)
     out = []
-    for spec, inp in zip(runtime_specs, inputs):
-        m_shape = inp.get("shape") if isinstance(inp, dict) else None
+    for spec, m_shape in zip(runtime_specs, shapes):
         if not isinstance(m_shape, list) or len(m_shape) != len(spec.shape):
             m_shape = [None] * len(spec.shape)
         shape = [d if d > 0 else (m if isinstance(m, int) and m > 0 else 1) for d, m in zip(spec.shape, m_shape)]
@@ -332,7 +333,7 @@ def _ort_platform(artifact: str) -> str | None:
     """The platform an .ort was optimised for, from its manifest; None without a readable one."""
     m = find_manifest(artifact)
     try:
-        info = manifest_json(m).get("target_info") or {} if m else {}
+        info = load_manifest(m).target_info if m else {}
     except UserError:  # a broken manifest already failed the load; here it only means "unknown"
         return None
     return (info.get("ort") or {}).get("target_platform")

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from mobiledeploy.errors import UserError
 
 from .device_run import DeviceOptions, DeviceRun, Feeds, Progress  # noqa: F401  (importable from here too)
+
+if TYPE_CHECKING:
+    from mobiledeploy.manifest import DeviceRecord
 
 
 def run_ssh(url: str, artifact: Path, feeds: Sequence[Feeds], opts: Any, progress: Progress | None = None
@@ -97,16 +100,15 @@ def verify_on_device(artifact: Path, device: str, n_random: int = 3, photos: boo
     artifact = Path(artifact)
     if artifact.name.endswith(".json"):
         artifact = artifact.with_name(artifact.name[: -len(".json")])
-    model = m["model"]
-    weights = model.get("weights")
-    source = pipeline.load_source(model["spec"], weights["path"] if weights and model["source"] != "pt2" else None)
-    shapes = [list(t.shape) for t in pipeline.example_inputs(source, tuple(model["input_size"][1:]), model["batch"])]
-    info = m.get("target_info")
+    model, weights = m.model, pipeline.reference_weights(m)
+    source = pipeline.load_source(model.spec, weights.path if weights else None)
+    shapes = [list(t.shape) for t in pipeline.example_inputs(source, tuple(model.input_size[1:]), model.batch)]
+    info = m.target_info
     batch = parity.samples(shapes, pipeline.model_mean(m), pipeline.model_std(m), n_random=n_random, photos=photos,
-                           crop_pct=model.get("crop_pct", 0.875), specs=m["inputs"], precision=m["precision"],
-                           target_info=info)
-    in_names = [i["name"] for i in m["inputs"]]
-    out_names = pipeline.compared_outputs(m["outputs"], info)
+                           crop_pct=pipeline.model_crop(m), specs=[i.spec() for i in m.inputs],
+                           precision=m.precision, target_info=info)
+    in_names = [i.name for i in m.inputs]
+    out_names = pipeline.compared_outputs([o.spec() for o in m.outputs], info)
     feeds = [dict(zip(in_names, s.feeds)) for s in batch]
     say(f"running {len(feeds)} inputs on {device}")
     t0 = time.monotonic()
@@ -121,7 +123,7 @@ def verify_on_device(artifact: Path, device: str, n_random: int = 3, photos: boo
     seconds = time.monotonic() - t0
     ref_name = f"PyTorch fp32 (torch {__import__('torch').__version__}), eval mode"
     dev_report = parity.check(source.module, _replay(feeds, dev.outputs), artifact, in_names, out_names, batch,
-                              precision=m["precision"], reference_name=ref_name, target_info=info)
+                              precision=m.precision, reference_name=ref_name, target_info=info)
     reason = None
     if getattr(dev_report, "vacuous", False):  # as on the host: agreement with an input-blind model proves nothing
         reason = (f"the model's outputs barely depend on its input (sensitivity "
@@ -169,14 +171,17 @@ def _vs_host(host: Sequence[Mapping[str, np.ndarray]], dev: Sequence[Mapping[str
             "n_samples": len(per), "inputs": list(inputs)}
 
 
-def device_record(res: Mapping[str, Any]) -> dict[str, Any]:
+def device_record(res: Mapping[str, Any]) -> DeviceRecord:
     """The manifest's record of one device check (one per device URL and runtime)."""
+    from mobiledeploy.manifest import DeviceRecord
+
     r, f, rt = res["device"]["report"], res["device"]["facts"], res["device"]["runtime"]
     vs = res.get("device_vs_host") or {}
-    return {"device": res["device"]["url"], "machine": f["machine"], "cpu": f["cpu"], "board": f["board"],
-            "vector_path": f["vector_path"], "features": f["features"], "emulated_cpu": f["emulated_cpu"],
-            "runtime": {k: rt.get(k) for k in ("name", "package", "version", "delegate") if rt.get(k) is not None},
-            "verified": bool(r.passed and not res["device"].get("reason")), "rel_l2": r.rel_l2, "max_abs": r.max_abs, "cosine": r.cosine,
-            "top1_agreement": r.top1_agreement, "n_samples": r.n_samples, "bar": r.tolerance,
-            "vs_host_rel_l2": vs.get("rel_l2"), "sha256": res["manifest"]["sha256"],
-            "checked": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return DeviceRecord(
+        device=res["device"]["url"], machine=f["machine"], cpu=f["cpu"], board=f["board"],
+        vector_path=f["vector_path"], features=f["features"], emulated_cpu=f["emulated_cpu"],
+        runtime={k: rt.get(k) for k in ("name", "package", "version", "delegate") if rt.get(k) is not None},
+        verified=bool(r.passed and not res["device"].get("reason")), rel_l2=r.rel_l2, max_abs=r.max_abs,
+        cosine=r.cosine, top1_agreement=r.top1_agreement, n_samples=r.n_samples, bar=r.tolerance,
+        vs_host_rel_l2=vs.get("rel_l2"), sha256=res["manifest"].sha256,
+        checked=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -242,6 +242,7 @@ def _pkg_files() -> dict[str, bytes]:
     """The agent's files as they will sit under pkg/ on the board."""
     import mobiledeploy
     import mobiledeploy.errors as errors_mod
+    import mobiledeploy.manifest as manifest_mod
     import mobiledeploy.versions as versions_mod
 
     here = Path(agent_mod.__file__).parent
@@ -249,6 +250,7 @@ def _pkg_files() -> dict[str, bytes]:
         # A stub package init: the real one may grow imports the board does not have.
         "pkg/mobiledeploy/__init__.py": f'__version__ = "{mobiledeploy.__version__}"\n'.encode(),
         "pkg/mobiledeploy/errors.py": Path(errors_mod.__file__).read_bytes(),
+        "pkg/mobiledeploy/manifest.py": Path(manifest_mod.__file__).read_bytes(),  # protocol reads manifests
         "pkg/mobiledeploy/versions.py": Path(versions_mod.__file__).read_bytes(),
     }
     for name in agent_modules(here):

@@ -10,6 +10,7 @@ whose snippets are filled with the model's real input name, shape, layout and no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import uuid
@@ -19,6 +20,7 @@ from typing import Any, Callable
 
 from mobiledeploy.errors import UserError
 from mobiledeploy.fsio import move_into_place
+from mobiledeploy.manifest import Manifest
 
 
 @dataclass
@@ -53,44 +55,40 @@ class AppFacts:
         return self.shape[2] if self.layout == "nhwc" else self.shape[3]
 
     @classmethod
-    def from_manifest(cls, m: dict[str, Any], artifact_name: str) -> "AppFacts":
+    def from_manifest(cls, m: Manifest, artifact_name: str) -> "AppFacts":
         """Facts from an export manifest (inputs[0] / outputs[0] as the DESIGN's manifest schema lists them)."""
-        try:
-            inp, outs = m["inputs"][0], m["outputs"]
-            # The class scores: a Core ML classifier lists its label and probabilities outputs first.
-            out = next((o for o in outs if o.get("shape")), outs[0])
-        except (KeyError, IndexError):
-            raise UserError("the manifest lists no inputs/outputs", "re-export the model") from None
-        shape = [int(s) for s in inp.get("shape", [])]
+        if not m.inputs or not m.outputs:
+            raise UserError("the manifest lists no inputs/outputs", "re-export the model")
+        inp, outs = m.inputs[0], m.outputs
+        # The class scores: a Core ML classifier lists its label and probabilities outputs first.
+        out = next((o for o in outs if o.shape), outs[0])
+        shape = [int(s) for s in inp.shape or []]
         if len(shape) != 4:
             raise UserError(f"a bundle needs a 4-d image input, the manifest says {shape}")
-        layout = (inp.get("layout") or ("nhwc" if shape[-1] == 3 and shape[1] != 3 else "nchw")).lower()
-        norm = inp.get("normalization") or {}
-        labels = m.get("labels") or []
-        n_out = int(out["shape"][-1]) if out.get("shape") else len(labels)
-        image_input = inp.get("type") == "image" or inp.get("kind") == "image"
-        model = m.get("model", "model")
-        mean = [float(v) for v in norm.get("mean", [0.0, 0.0, 0.0])]
-        std = [float(v) for v in norm.get("std", [1.0, 1.0, 1.0])]
-        in_graph = bool(norm.get("in_graph", False)) or image_input
+        layout = (inp.layout or ("nhwc" if shape[-1] == 3 and shape[1] != 3 else "nchw")).lower()
+        norm = inp.normalization
+        labels = m.labels or []
+        n_out = int(out.shape[-1]) if out.shape else len(labels)
+        image_input = inp.kind == "image" or inp.extra.get("type") == "image"
+        mean = [float(v) for v in (norm.mean if norm and norm.mean is not None else [0.0, 0.0, 0.0])]
+        std = [float(v) for v in (norm.std if norm and norm.std is not None else [1.0, 1.0, 1.0])]
+        in_graph = bool(norm and norm.in_graph) or image_input
         # value_range [0, 1]: the tensor is (pixel/255 - mean) / std = (pixel - 255·mean) / (255·std)
-        vr = inp.get("value_range")
+        vr = inp.value_range
         hi = float(vr[1]) if isinstance(vr, (list, tuple)) and len(vr) == 2 else 1.0  # else: normalised tensor
         scale = 255.0 / hi if hi else 255.0
-        return cls(target=m["target"], artifact=artifact_name,
-                   model=model.get("name", "model") if isinstance(model, dict) else str(model),
-                   input_name=inp["name"], shape=shape, layout=layout, output_name=out["name"],
+        return cls(target=m.target, artifact=artifact_name, model=m.model.name or "model",
+                   input_name=inp.name, shape=shape, layout=layout, output_name=out.name,
                    num_classes=len(labels) or n_out,
                    mean=[0.0] * 3 if in_graph else [v * scale for v in mean],
                    std=[1.0] * 3 if in_graph else [v * scale for v in std],
                    normalization_in_graph=in_graph, model_mean=mean, model_std=std, image_input=image_input,
-                   precision=m.get("precision", "fp32"), dtype=inp.get("dtype", "float32"),
-                   crop_pct=_crop_pct(model))
+                   precision=m.precision or "fp32", dtype=inp.dtype or "float32",
+                   crop_pct=_crop_pct(m.model.crop_pct))
 
 
-def _crop_pct(model: Any) -> float | None:
-    """The model's evaluation crop from the manifest's model entry (None when it does not say)."""
-    v = model.get("crop_pct") if isinstance(model, dict) else None
+def _crop_pct(v: Any) -> float | None:
+    """The model's evaluation crop as the manifest records it (None when it does not say)."""
     return float(v) if isinstance(v, (int, float)) and 0 < v <= 1 else None
 
 
@@ -101,7 +99,7 @@ def bundle_path(artifact: Path, target: str, suffix: str) -> Path:
     return artifact.with_name(f"{artifact.name.removesuffix(suffix)}_{target}_bundle")
 
 
-def write_bundle(out_dir: Path, artifact: Path, manifest: dict[str, Any], labels: list[str] | None,
+def write_bundle(out_dir: Path, artifact: Path, manifest: Manifest, labels: list[str] | None,
                  extra_files: tuple[Path, ...] = ()) -> Path:
     """Write the bundle folder atomically (a partial folder renamed at the end) and return its path."""
     out_dir, artifact = Path(out_dir), Path(artifact)
@@ -117,9 +115,10 @@ def write_bundle(out_dir: Path, artifact: Path, manifest: dict[str, Any], labels
                 _copy(Path(f), tmp / Path(f).name)
         if labels:
             (tmp / "labels.txt").write_text("\n".join(labels) + "\n")
-        man = dict(manifest) | {"bundle": {"artifact": artifact.name, "labels": "labels.txt" if labels else None,
-                                           "files": sorted(p.name for p in tmp.iterdir()) + ["README.md"]}}
-        (tmp / f"{artifact.name}.json").write_text(json.dumps(man, indent=2, default=str) + "\n")
+        man = dataclasses.replace(manifest, bundle={
+            "artifact": artifact.name, "labels": "labels.txt" if labels else None,
+            "files": sorted(p.name for p in tmp.iterdir()) + ["README.md"]})
+        (tmp / f"{artifact.name}.json").write_text(json.dumps(man.to_json(), indent=2, default=str) + "\n")
         (tmp / "README.md").write_text(readme(facts, manifest, bool(labels)))
         move_into_place(tmp, out_dir)
     finally:
@@ -151,11 +150,11 @@ def snippet(*targets: str):
     return deco
 
 
-def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
+def readme(f: AppFacts, manifest: Manifest, has_labels: bool) -> str:
     """The bundle README: the input contract, then the snippets for this target."""
     lines = [f"# {f.model} — {f.target} ({f.precision})", "",
              f"Exported by mobiledeploy. `{f.artifact}.json` is the full manifest (parity, versions).", ""]
-    init = (manifest.get("model") or {}).get("init") if isinstance(manifest.get("model"), dict) else None
+    init = manifest.model.init
     if init:  # exported without --weights: say it where the app developer reads first
         lines += ["**Random weights.** This model was exported without a checkpoint: it computes exactly what the "
                   "PyTorch model computes, but its predictions mean nothing. Export it again with `--weights` "
@@ -172,15 +171,14 @@ def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
                      f"/ {_fl(f.model_std)} itself |")
     else:
         lines.append(f"| values | (pixel − mean) / std, pixels in [0, 255], mean = {_fl(f.mean)}, std = {_fl(f.std)} |")
-    named = {o.get("kind"): o["name"] for o in manifest.get("outputs", []) if o.get("kind") in ("label", "probabilities")}
+    named = {o.kind: o.name for o in manifest.outputs if o.kind in ("label", "probabilities")}
     if named:  # a Core ML classifier: Vision reads these two
         lines.append(f"| classifier outputs | `{named.get('label')}`: the most likely class name; "
                      f"`{named.get('probabilities')}`: every class's probability, a `[String: Double]` dictionary "
                      "keyed by class name (what Vision reports) |")
     lines += [f"| output | `{f.output_name}`: {f.num_classes} scores (logits), index i ↔ line i of labels.txt |",
               ""]
-    info = manifest.get("target_info") or {}
-    quant = manifest.get("quantization") or info.get("quantization")
+    quant = manifest.extra.get("quantization") or manifest.target_info.get("quantization")
     if quant:
         size, agree = quant.get("size", {}), quant.get("vs_fp32", {})
         lines += ["## Quantization", "", f"{quant.get('method')}: weights {quant.get('weights')}, activations "
@@ -191,15 +189,15 @@ def readme(f: AppFacts, manifest: dict[str, Any], has_labels: bool) -> str:
             lines.append(f"Top-1 agreement with the fp32 artifact: {agree.get('top1_agreement'):.3f} on "
                          f"{agree.get('n_samples')} images (relative L2 {agree.get('rel_l2'):.3g}).")
         lines.append("")
-    parity = manifest.get("parity")
+    parity = manifest.parity
     if parity:
         lines += ["## Parity with PyTorch", "",
-                  f"Checked on {parity.get('n_samples')} inputs ({', '.join(parity.get('inputs', []))}): relative L2 "
-                  f"{parity.get('rel_l2'):.3g}, cosine {parity.get('cosine'):.6f}, top-1 agreement "
-                  f"{parity.get('top1_agreement')} — bar: {_bar_text(parity.get('tolerance') or {})}: "
-                  f"{'passed' if parity.get('passed') else 'FAILED'}.", ""]
-    elif manifest.get("not_verified_reason"):
-        lines += ["## Parity with PyTorch", "", f"Not verified: {manifest['not_verified_reason']}.", ""]
+                  f"Checked on {parity.n_samples} inputs ({', '.join(parity.inputs)}): relative L2 "
+                  f"{parity.rel_l2:.3g}, cosine {parity.cosine:.6f}, top-1 agreement "
+                  f"{parity.top1_agreement} — bar: {_bar_text(parity.tolerance)}: "
+                  f"{'passed' if parity.passed else 'FAILED'}.", ""]
+    elif manifest.not_verified_reason:
+        lines += ["## Parity with PyTorch", "", f"Not verified: {manifest.not_verified_reason}.", ""]
     for fn in _SNIPPETS.get(f.target, []):
         title, lang, code = fn(f)
         lines += [f"## {title}", "", f"```{lang}", code.strip("\n"), "```", ""]

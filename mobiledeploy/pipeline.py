@@ -18,7 +18,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -29,6 +29,9 @@ from mobiledeploy.models.random_init import randomize_batchnorm
 from . import memory
 from .errors import MissingExtraError, UserError, VerificationError, quiet_logger, require
 from .fsio import move_into_place, remove
+
+if TYPE_CHECKING:
+    from .manifest import Manifest, Weights
 
 Progress = Callable[[str], None]
 
@@ -87,7 +90,7 @@ class ExportOutcome:
 
     artifact: Path
     manifest_path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     parity: Any | None  # exporters.parity.ParityReport
 
 
@@ -566,12 +569,12 @@ def _after_export(outcome: ExportOutcome, target: Any, opts: ExportOptions) -> N
     """The target's files beside the artifact, then the bundle folder when asked."""
     from mobiledeploy.exporters.app import bundle_dest
 
-    extra_files = target.extra_files(outcome.artifact, outcome.manifest.get("target_info") or {})
+    extra_files = target.extra_files(outcome.artifact, outcome.manifest.target_info)
     dest = bundle_dest(outcome.artifact, target, opts.options.bundle)
     if dest is not None:
         from mobiledeploy.exporters.bundle import write_bundle
 
-        outcome.bundle = write_bundle(dest, outcome.artifact, outcome.manifest, outcome.manifest.get("labels"),
+        outcome.bundle = write_bundle(dest, outcome.artifact, outcome.manifest, outcome.manifest.labels,
                                       tuple(extra_files))
 
 
@@ -620,7 +623,7 @@ def _labels(source: Source) -> list[str] | None:
 
 def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inputs: tuple[torch.Tensor, ...],
               applied: list[dict], report: Any, reason: str | None, final: Path, labels: list[str] | None,
-              runtime: dict[str, Any] | None) -> dict[str, Any]:
+              runtime: dict[str, Any] | None) -> Manifest:
     from mobiledeploy import __version__
 
     from . import manifest as mf
@@ -634,31 +637,30 @@ def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inp
             # Pixels are scaled to [0, 1] before (x - mean) / std, as in timm and torchvision.
             d.setdefault("value_range", [0.0, 1.0])
         ins.append(d)
-    model = {"name": source.name, "spec": source.spec, "source": source.kind, "family": source.family,
-             "num_classes": source.num_classes, "weights": source.weights,
-             "init": None if source.weights or source.kind == "pt2" else _random_init(source),
-             "input_size": list(inputs[0].shape[1:]), "batch": int(inputs[0].shape[0]),
-             "crop_pct": source.crop_pct}
-    if source.notes:
-        model["notes"] = source.notes
-    return mf.build(
+    model = mf.ModelInfo(name=source.name, spec=source.spec, source=source.kind, family=source.family,
+                         num_classes=source.num_classes,
+                         weights=mf.Weights.from_json(source.weights) if source.weights else None,
+                         init=None if source.weights or source.kind == "pt2" else _random_init(source),
+                         input_size=list(inputs[0].shape[1:]), batch=int(inputs[0].shape[0]),
+                         crop_pct=source.crop_pct, notes=list(source.notes))
+    return mf.Manifest(
         model=model,
         target=target.name,
         artifact=final.name,
         sha256=mf.sha256(Path(result.artifact)),
         size_bytes=mf.size_bytes(Path(result.artifact)),
         precision=opts.precision,
-        inputs=ins,
-        outputs=result.outputs,
+        inputs=[mf.TensorEntry.from_json(d) for d in ins],
+        outputs=[mf.TensorEntry.from_json(o) for o in result.outputs],
         labels=labels,
         rewrites=[{**r, "stage": r.get("stage", "torch.export graph")} for r in applied],
-        parity=report.as_dict() if report is not None else None,
-        versions={"mobiledeploy": __version__, "torch": torch.__version__,
-                  "converter": {"name": result.converter, "version": result.converter_version},
-                  "runtime": runtime},
+        parity=mf.Parity.from_json(report.as_dict()) if report is not None else None,
+        versions=mf.Versions(mobiledeploy=__version__, torch=torch.__version__,
+                             converter=mf.Component(name=result.converter, version=result.converter_version),
+                             runtime=mf.Component.from_json(runtime) if runtime is not None else None),
         verified=bool(report is not None and report.passed),
         not_verified_reason=None if report is not None else reason,
-        target_info=result.extra,
+        target_info=dict(result.extra),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -667,7 +669,7 @@ def _manifest(source: Source, opts: ExportOptions, target: Any, result: Any, inp
 
 
 def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Progress | None = None
-           ) -> tuple[dict[str, Any], Any | None, str | None]:
+           ) -> tuple[Manifest, Any | None, str | None]:
     """Re-run an artifact's parity check against the PyTorch model its manifest names.
 
     Returns (manifest, report, reason); report is None with the reason when this host cannot run it.
@@ -692,40 +694,51 @@ def verify(artifact: Path, n_random: int = 3, photos: bool = True, progress: Pro
         raise UserError(f"no artifact at {artifact}", "check the path")
     m = mf.read(man_path)
     digest = mf.sha256(artifact)
-    if digest != m["sha256"]:
+    if digest != m.sha256:
         raise VerificationError(f"{artifact.name} changed since export (sha256 {digest[:12]}… vs manifest "
-                                f"{m['sha256'][:12]}…)", "re-export it")
-    model = m["model"]
-    weights = model.get("weights")
-    if weights and model["source"] != "pt2":
-        p = Path(weights["path"])
+                                f"{m.sha256[:12]}…)", "re-export it")
+    model = m.model
+    weights = reference_weights(m)
+    if weights:
+        p = Path(weights.path)
         if not p.is_file():
             raise UserError(f"the weights the artifact was exported from are gone: {p}",
                             "restore the file or re-export")
-        if mf.sha256(p) != weights["sha256"]:
+        if mf.sha256(p) != weights.sha256:
             raise VerificationError(f"weights file {p.name} changed since export", "re-export the artifact")
-    say(f"loading the reference {model['spec']}")
-    source = load_source(model["spec"], weights["path"] if weights and model["source"] != "pt2" else None)
-    if model.get("init") and model["init"] != _random_init(source):
+    say(f"loading the reference {model.spec}")
+    source = load_source(model.spec, weights.path if weights else None)
+    if model.init and model.init != _random_init(source):
         # Random weights drawn another way (an older mobiledeploy): comparing with today's draw would
         # report a mismatch that says nothing about the artifact.
-        raise UserError(f"{artifact.name} was exported with random weights drawn as \"{model['init']}\"; this "
+        raise UserError(f"{artifact.name} was exported with random weights drawn as \"{model.init}\"; this "
                         f"mobiledeploy draws them otherwise", "re-export the artifact (or export with --weights)")
-    shapes = [list(t.shape) for t in example_inputs(source, tuple(model["input_size"][1:]), model["batch"])]
-    say(f"running the {m['target']} artifact")
-    report, reason, _ = parity_check(artifact, source.module, m["inputs"], m["outputs"], shapes,
-                                     tuple(model_mean(m)), tuple(model_std(m)), m["precision"],
-                                     model.get("crop_pct", 0.875), n_random, photos, m.get("target_info"))
+    shapes = [list(t.shape) for t in example_inputs(source, tuple(model.input_size[1:]), model.batch)]
+    say(f"running the {m.target} artifact")
+    report, reason, _ = parity_check(artifact, source.module, [i.spec() for i in m.inputs],
+                                     [o.spec() for o in m.outputs], shapes,
+                                     tuple(model_mean(m)), tuple(model_std(m)), m.precision,
+                                     model_crop(m), n_random, photos, m.target_info)
     return m, report, reason
 
 
-def model_mean(m: dict[str, Any]) -> list[float]:
+def reference_weights(m: Manifest) -> Weights | None:
+    """The checkpoint `verify` reloads or None: random weights, or a .pt2 that holds its own."""
+    return m.model.weights if m.model.weights and m.model.source != "pt2" else None
+
+
+def model_crop(m: Manifest) -> float:
+    """The evaluation crop recorded in a manifest (timm's 0.875 when absent)."""
+    return 0.875 if m.model.crop_pct is None else m.model.crop_pct
+
+
+def model_mean(m: Manifest) -> list[float]:
     """The input normalisation mean recorded in a manifest (ImageNet's when absent)."""
-    norm = (m["inputs"][0].get("normalization") or {}) if m["inputs"] else {}
-    return norm.get("mean", [0.485, 0.456, 0.406])
+    norm = m.inputs[0].normalization if m.inputs else None
+    return norm.mean if norm is not None and norm.mean is not None else [0.485, 0.456, 0.406]
 
 
-def model_std(m: dict[str, Any]) -> list[float]:
+def model_std(m: Manifest) -> list[float]:
     """The input normalisation std recorded in a manifest (ImageNet's when absent)."""
-    norm = (m["inputs"][0].get("normalization") or {}) if m["inputs"] else {}
-    return norm.get("std", [0.229, 0.224, 0.225])
+    norm = m.inputs[0].normalization if m.inputs else None
+    return norm.std if norm is not None and norm.std is not None else [0.229, 0.224, 0.225]

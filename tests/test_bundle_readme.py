@@ -8,16 +8,21 @@ import pytest
 
 from mobiledeploy.errors import UserError
 from mobiledeploy.exporters.bundle import AppFacts, readme, write_bundle
+from mobiledeploy.manifest import Manifest, TensorEntry
 
 
 def _manifest(layout="NCHW", value_range=(0.0, 1.0), in_graph=False, target="onnx"):
     shape = [1, 3, 40, 48] if layout == "NCHW" else [1, 40, 48, 3]
-    return {"target": target, "model": {"name": "ghostnet_050"}, "precision": "fp32",
+    return Manifest.from_json({"target": target, "model": {"name": "ghostnet_050"}, "precision": "fp32",
             "inputs": [{"name": "pixels", "shape": shape, "dtype": "float32", "layout": layout,
                         "value_range": list(value_range),
                         "normalization": {"mean": [0.5, 0.25, 0.125], "std": [0.5, 0.5, 0.25], "in_graph": in_graph}}],
             "outputs": [{"name": "logits", "shape": [1, 7]}], "labels": list("abcdefg"),
-            "parity": None, "not_verified_reason": "skipped (--no-verify)", "sha256": "0" * 64}
+            "parity": None, "not_verified_reason": "skipped (--no-verify)", "sha256": "0" * 64})
+
+
+def _outputs(*entries: dict) -> list[TensorEntry]:
+    return [TensorEntry.from_json(e) for e in entries]
 
 
 def test_normalised_nchw_input_becomes_pixel_units():
@@ -48,7 +53,7 @@ def test_bundle_is_written_whole(tmp_path):
     assert json.loads((out / "m.onnx.json").read_text())["bundle"]["labels"] == "labels.txt"
     with pytest.raises(UserError, match="4-d"):
         bad = _manifest()
-        bad["inputs"][0]["shape"] = [1, 7]
+        bad.inputs[0].shape = [1, 7]
         write_bundle(tmp_path / "c", art, bad, None)
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".*partial"))
 
@@ -57,10 +62,10 @@ def test_core_ml_classifier_readme_names_the_scores_and_the_classifier_outputs()
     # A Core ML classifier lists classLabel (a string) and its probabilities before the logits: the README
     # must not call classLabel "7 scores".
     m = _manifest(target="coreml")
-    m["inputs"][0].update(kind="image", dtype="uint8")
-    m["outputs"] = [{"name": "classLabel", "kind": "label", "dtype": "str"},
-                    {"name": "classLabel_probs", "kind": "probabilities", "dtype": "float32"},
-                    {"name": "logits", "shape": [1, 7], "dtype": "float32"}]
+    m.inputs[0].kind, m.inputs[0].dtype = "image", "uint8"
+    m.outputs = _outputs({"name": "classLabel", "kind": "label", "dtype": "str"},
+                         {"name": "classLabel_probs", "kind": "probabilities", "dtype": "float32"},
+                         {"name": "logits", "shape": [1, 7], "dtype": "float32"})
     f = AppFacts.from_manifest(m, "g.mlpackage")
     assert f.output_name == "logits"
     text = readme(f, m, has_labels=True)
@@ -111,11 +116,11 @@ def test_kotlin_snippets_import_what_they_use(target, layout, in_graph, vr):
 
 def _coreml_manifest(size=224, crop_pct=0.875):
     m = _manifest(target="coreml")
-    m["model"]["crop_pct"] = crop_pct
-    m["inputs"][0].update(kind="image", dtype="uint8", shape=[1, 3, size, size])
-    m["outputs"] = [{"name": "classLabel", "kind": "label", "dtype": "str"},
-                    {"name": "classLabel_probs", "kind": "probabilities", "dtype": "dictionary"},
-                    {"name": "logits", "shape": [1, 7], "dtype": "float32"}]
+    m.model.crop_pct = crop_pct
+    m.inputs[0].kind, m.inputs[0].dtype, m.inputs[0].shape = "image", "uint8", [1, 3, size, size]
+    m.outputs = _outputs({"name": "classLabel", "kind": "label", "dtype": "str"},
+                         {"name": "classLabel_probs", "kind": "probabilities", "dtype": "dictionary"},
+                         {"name": "logits", "shape": [1, 7], "dtype": "float32"})
     return m
 
 

@@ -42,7 +42,7 @@ def _export(tmp_path, model, target, size=None, weights=None, precision="fp32"):
     opts = pipeline.ExportOptions(model, target, weights=weights, input_size=size, precision=precision,
                                   out_dir=tmp_path)
     out = pipeline.export(opts, cache=_CACHE)
-    m = out.manifest
+    m = out.manifest.to_json()  # the JSON an app reads
     p = m["parity"]
     assert m["verified"] and p["passed"], p
     if precision == "fp32":

@@ -67,20 +67,22 @@ def test_export_onnx_writes_manifest_and_verifies(tmp_path, capsys):
     shown = json.loads(out)
     art = tmp_path / "ghostnet_050_64.onnx"
     assert Path(shown["artifact_path"]) == art and _files(tmp_path) == [art.name, art.name + ".json"]
+    assert json.loads(mf.manifest_path(art).read_text())["schema"] == mf.SCHEMA
     m = mf.read(mf.manifest_path(art))
-    assert m["schema"] == mf.SCHEMA and m["target"] == "onnx" and m["artifact"] == art.name
-    assert m["sha256"] == mf.sha256(art) and m["precision"] == "fp32" and m["verified"] is True
-    (inp,) = m["inputs"]
-    assert inp["shape"] == [1, 3, 64, 64] and inp["layout"] == "NCHW" and inp["dtype"] == "float32"
-    assert inp["normalization"]["mean"] == [0.485, 0.456, 0.406] and inp["value_range"] == [0.0, 1.0]
-    assert m["outputs"][0]["shape"] == [1, 1000] and len(m["labels"]) == 1000
-    p = m["parity"]
-    assert p["passed"] and p["rel_l2"] <= 1e-5 and p["top1_agreement"] == 1.0 and p["cosine"] > 0.99999
-    assert p["n_samples"] == 6 and {"photo:chelsea", "photo:astronaut", "photo:coffee"} <= set(p["inputs"])
-    assert m["versions"]["torch"] == torch.__version__ and m["versions"]["runtime"]["name"] == "onnxruntime"
-    assert m["target_info"]["opset"] >= 17
-    assert {"alias_cleanup"} <= {r["name"] for r in m["rewrites"]}
-    assert m["model"]["init"].startswith("random") and m["model"]["weights"] is None
+    assert m.schema == mf.SCHEMA and m.target == "onnx" and m.artifact == art.name
+    assert m.sha256 == mf.sha256(art) and m.precision == "fp32" and m.verified is True
+    (inp,) = m.inputs
+    assert inp.shape == [1, 3, 64, 64] and inp.layout == "NCHW" and inp.dtype == "float32"
+    assert inp.normalization.mean == [0.485, 0.456, 0.406] and inp.value_range == [0.0, 1.0]
+    assert m.outputs[0].shape == [1, 1000] and len(m.labels) == 1000
+    p = m.parity
+    assert p.passed and p.rel_l2 <= 1e-5 and p.top1_agreement == 1.0 and p.cosine > 0.99999
+    assert p.n_samples == 6 and {"photo:chelsea", "photo:astronaut", "photo:coffee"} <= set(p.inputs)
+    assert m.versions.torch == torch.__version__ and m.versions.runtime.name == "onnxruntime"
+    assert m.target_info["opset"] >= 17
+    assert {"alias_cleanup"} <= {r["name"] for r in m.rewrites}
+    assert m.model.init.startswith("random") and m.model.weights is None
+    assert shown["parity"] == p.to_json() and shown["model"] == m.model.to_json()  # --json prints the manifest
 
     rc, out, err = _run(["verify", str(art)], capsys)
     assert rc == 0 and "verified" in out and "rel_l2" in out, (out, err)
@@ -96,7 +98,7 @@ def test_existing_output_needs_force_and_changed_artifacts_fail_verify(tiny_pt2,
     art.write_bytes(b"stale")
     rc, out, err = _run([*args, "--force"], capsys)
     assert rc == 0 and "verified" in out
-    assert mf.read(mf.manifest_path(art))["sha256"] == mf.sha256(art)
+    assert mf.read(mf.manifest_path(art)).sha256 == mf.sha256(art)
 
     # A changed artifact no longer verifies.
     with open(art, "ab") as f:
@@ -108,11 +110,11 @@ def test_existing_output_needs_force_and_changed_artifacts_fail_verify(tiny_pt2,
 def test_fp16_onnx_meets_its_stated_tolerance(tmp_path):
     out = pipeline.export(pipeline.ExportOptions("ghostnet_050", "onnx", input_size=(64, 64), precision="fp16",
                                                  out_dir=tmp_path))
-    p = out.manifest["parity"]
-    assert out.artifact.name == "ghostnet_050_64_fp16.onnx" and out.manifest["precision"] == "fp16"
-    assert p["tolerance"] == {"rel_l2": 2e-2, "top1_agreement": 0.85}
-    assert 1e-6 < p["rel_l2"] <= 2e-2 and p["passed"]  # fp16 is not fp32: a non-zero error, within the bar
-    assert out.manifest["inputs"][0]["dtype"] == "float32"  # I/O kept fp32
+    p = out.manifest.parity
+    assert out.artifact.name == "ghostnet_050_64_fp16.onnx" and out.manifest.precision == "fp16"
+    assert p.tolerance == {"rel_l2": 2e-2, "top1_agreement": 0.85}
+    assert 1e-6 < p.rel_l2 <= 2e-2 and p.passed  # fp16 is not fp32: a non-zero error, within the bar
+    assert out.manifest.inputs[0].dtype == "float32"  # I/O kept fp32
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -288,15 +290,15 @@ def test_a_target_without_a_runtime_is_not_verified(tiny_pt2, tmp_path, capsys):
     assert _files(tmp_path) == []
     out = pipeline.export(opts)
     m = out.manifest
-    assert m["verified"] is False and m["parity"] is None
-    assert m["not_verified_reason"] == "no runtime for .onnxu files on this host"
+    assert m.verified is False and m.parity is None
+    assert m.not_verified_reason == "no runtime for .onnxu files on this host"
     rc, stdout, err = _run(["verify", str(out.artifact)], capsys)
     assert rc == 4 and "not verified" in stdout and "ok" not in stdout.split()
 
 
 def test_no_verify_says_so(tiny_pt2, tmp_path):
     m = pipeline.export(pipeline.ExportOptions(str(tiny_pt2), "onnx", out_dir=tmp_path, verify=False)).manifest
-    assert m["verified"] is False and m["parity"] is None and "--no-verify" in m["not_verified_reason"]
+    assert m.verified is False and m.parity is None and "--no-verify" in m.not_verified_reason
 
 
 def test_parity_photos_are_real_and_normalised():
@@ -322,9 +324,9 @@ def test_several_targets_share_one_trace_and_one_table(tiny_pt2, tmp_path, capsy
     assert _files(tmp_path) == ["tiny_dfc.onnx", "tiny_dfc.onnx.json", "tiny_dfc.tflite", "tiny_dfc.tflite.json"]
     assert out.count("verified") == 2 and "XNNPACK runs" in out and "1 partition(s)" in out
     m = mf.read(tmp_path / "tiny_dfc.tflite.json")
-    assert m["verified"] and m["parity"]["rel_l2"] <= 1e-5
-    assert m["versions"]["runtime"]["name"] == "ai-edge-litert" and m["versions"]["converter"]["name"] == "litert-torch"
-    names = [r["name"] for r in m["rewrites"]]
+    assert m.verified and m.parity.rel_l2 <= 1e-5
+    assert m.versions.runtime.name == "ai-edge-litert" and m.versions.converter.name == "litert-torch"
+    names = [r["name"] for r in m.rewrites]
     assert "exact_nearest_upsample" in names  # 3→7 in the graph
 
 

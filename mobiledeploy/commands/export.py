@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from mobiledeploy.errors import UserError
+
+if TYPE_CHECKING:
+    from mobiledeploy.manifest import Manifest
 
 
 def parse_size(value: str | None) -> tuple[int, int] | None:
@@ -195,10 +198,10 @@ def _say_notes(outcomes: list) -> None:
     """What the user must know about the model whatever the output format: random weights, assumptions."""
     said: set[str] = set()
     for o in outcomes:
-        model = o.manifest.get("model") or {}
-        lines = list(model.get("notes") or [])
-        if model.get("init"):
-            lines.insert(0, f"{model.get('name')} has random weights (no --weights): the artifact computes what "
+        model = o.manifest.model
+        lines = list(model.notes)
+        if model.init:
+            lines.insert(0, f"{model.name} has random weights (no --weights): the artifact computes what "
                             "PyTorch computes, but it classifies nothing; pass --weights CHECKPOINT for a real model")
         for line in lines:
             if line not in said:
@@ -227,11 +230,11 @@ def _target_options(layout: str | None, calibration: str | None, labels_file: st
                          executorch=ExecuTorchOptions(delegate=delegate or "xnnpack"))
 
 
-def _brief(m: dict, artifact: Path) -> dict:
-    """The manifest with the label list shortened, plus where the files are."""
-    out = dict(m)
-    if isinstance(out.get("labels"), list):
-        out["labels"] = f"{len(out['labels'])} labels (see the manifest)"
+def _brief(m: Manifest, artifact: Path) -> dict:
+    """The manifest's JSON with the label list shortened, plus where the files are."""
+    out = m.to_json()
+    if m.labels is not None:
+        out["labels"] = f"{len(m.labels)} labels (see the manifest)"
     out["artifact_path"] = str(artifact)
     return out
 
@@ -241,7 +244,7 @@ def format_size(n: int) -> str:
     return f"{n / 1e3:.0f} KB" if n < 1e6 else f"{n / 1e6:.1f} MB"
 
 
-def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
+def print_result(console, manifests: list[Manifest], artifacts: list[Path]) -> None:
     """A short table (artifact, size, parity figures, verdict), then the rewrites applied to each."""
     from rich.table import Table
 
@@ -251,27 +254,27 @@ def print_result(console, manifests: list[dict], artifacts: list[Path]) -> None:
                      no_wrap=col != "verdict")
     notes = []
     for m, a in zip(manifests, artifacts):
-        p = m.get("parity")
+        p = m.parity
         if p:
-            verdict = "[green]verified[/]" if m["verified"] else "[red]FAILED[/]"
-            nums = (f"{p['rel_l2']:.1e}", f"{p['max_abs']:.1e}", f"{p['cosine']:.7f}",
-                    "n/a" if p["top1_agreement"] is None else f"{p['top1_agreement']:.2f}")
+            verdict = "[green]verified[/]" if m.verified else "[red]FAILED[/]"
+            nums = (f"{p.rel_l2:.1e}", f"{p.max_abs:.1e}", f"{p.cosine:.7f}",
+                    "n/a" if p.top1_agreement is None else f"{p.top1_agreement:.2f}")
         else:
-            verdict = f"[yellow]not verified[/] ({m.get('not_verified_reason')})"
+            verdict = f"[yellow]not verified[/] ({m.not_verified_reason})"
             nums = ("-",) * 4
-        t.add_row(Path(a).name, m["target"], m["precision"], format_size(m.get("size_bytes", 0)), *nums, verdict)
-        rewrites = ", ".join(f"{r['name']}×{r['changed']}" for r in m.get("rewrites", [])) or "none"
+        t.add_row(Path(a).name, m.target, m.precision, format_size(m.size_bytes or 0), *nums, verdict)
+        rewrites = ", ".join(f"{r['name']}×{r['changed']}" for r in m.rewrites) or "none"
         line = f"{Path(a).name}: rewrites {rewrites}"
-        info = m.get("target_info") or {}
+        info = m.target_info
         if "partitions" in info:
             line += (f"; {info.get('delegate') or 'XNNPACK'} runs {info['delegated_nodes']}/{info['total_nodes']} nodes in "
                      f"{info['partitions']} partition(s)")
         if "opset" in info:
             line += f"; opset {info['opset']}"
         notes.append(line)
-        if p and p.get("outputs"):  # several outputs: each one's own figures (the row shows the worst)
+        if p and p.outputs:  # several outputs: each one's own figures (the row shows the worst)
             notes.append(f"{Path(a).name}: " + ", ".join(f"{n} rel L2 {f['rel_l2']:.1e} max abs {f['max_abs']:.1e}"
-                                                        for n, f in p["outputs"].items()))
+                                                        for n, f in p.outputs.items()))
     console.print(t)
     for line in notes:
         console.print(line, highlight=False, soft_wrap=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mobiledeploy.errors import UserError, VerificationError
+
+if TYPE_CHECKING:
+    from mobiledeploy.manifest import DeviceRecord
 
 
 class NotVerifiedError(UserError):
@@ -44,8 +47,8 @@ def command(artifact: str, n_random: int, no_photos: bool, as_json: bool, device
     from mobiledeploy.pipeline import verify
 
     m, report, reason = verify(Path(artifact), n_random=n_random, photos=not no_photos)
-    result = {"artifact": str(artifact), "target": m["target"], "model": m["model"]["spec"],
-              "precision": m["precision"], "verified": bool(report is not None and report.passed),
+    result = {"artifact": str(artifact), "target": m.target, "model": m.model.spec,
+              "precision": m.precision, "verified": bool(report is not None and report.passed),
               "parity": report.as_dict() if report is not None else None, "not_verified_reason": reason}
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -59,7 +62,7 @@ def command(artifact: str, n_random: int, no_photos: bool, as_json: bool, device
         # Verification was asked for and could not happen: never an exit status that reads as success.
         raise NotVerifiedError(f"{Path(artifact).name} was not verified: {reason}")
     if not report.passed:
-        raise VerificationError(f"{Path(artifact).name} fails the {m['precision']} parity check: {report.summary()}")
+        raise VerificationError(f"{Path(artifact).name} fails the {m.precision} parity check: {report.summary()}")
 
 
 def _on_device(artifact: str, n_random: int, photos: bool, as_json: bool, device: str, ssh_config: str | None,
@@ -89,18 +92,18 @@ def _on_device(artifact: str, n_random: int, photos: bool, as_json: bool, device
     if dev.get("reason"):
         raise NotVerifiedError(f"{name} was not verified on {device}: {dev['reason']}")
     if not dev["report"].passed:
-        raise VerificationError(f"{name} fails the {m['precision']} parity check on {device}: "
+        raise VerificationError(f"{name} fails the {m.precision} parity check on {device}: "
                                 f"{dev['report'].summary()}")
     host = res["host"]["report"]
     if host is not None and not host.passed:  # passing on the device does not excuse the host
-        raise VerificationError(f"{name} passes on {device} but fails the {m['precision']} parity check on this "
+        raise VerificationError(f"{name} passes on {device} but fails the {m.precision} parity check on this "
                                 f"host: {host.summary()}")
 
 
-def _json(res: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+def _json(res: dict[str, Any], record: DeviceRecord) -> dict[str, Any]:
     m, host, dev = res["manifest"], res["host"], res["device"]
-    return {"artifact": res["artifact"], "target": m["target"], "model": m["model"]["spec"],
-            "precision": m["precision"], "device": dev["url"],
+    return {"artifact": res["artifact"], "target": m.target, "model": m.model.spec,
+            "precision": m.precision, "device": dev["url"],
             # The exit status's verdict: the device passed, and the host did too where it could run it.
             "verified": bool(dev["report"].passed and not dev.get("reason")
                              and (host["report"] is None or host["report"].passed)),
@@ -110,7 +113,7 @@ def _json(res: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "on_device": {"parity": dev["report"].as_dict(), "not_verified_reason": dev.get("reason"),
                           "facts": dev["facts"], "runtime": dev["runtime"],
                           "seconds": dev["seconds"], "notes": dev["notes"]},
-            "device_vs_host": res["device_vs_host"], "manifest_record": record}
+            "device_vs_host": res["device_vs_host"], "manifest_record": record.to_json()}
 
 
 def _fmt(x: Any, spec: str = ".2e") -> str:
@@ -151,7 +154,7 @@ def table(res: dict[str, Any]) -> str:
                f"not verified: {dev['reason']}" if dev.get("reason") else "verified" if dr.passed else "FAILED")]
     w0 = max(len(a) for a, _, _ in lines)
     w1 = max(len(b) for _, b, _ in lines)
-    out = [f"{res['artifact']} ({res['manifest']['precision']}) against {dr.reference}; bar: "
+    out = [f"{res['artifact']} ({res['manifest'].precision}) against {dr.reference}; bar: "
            f"rel_l2 ≤ {dr.tolerance['rel_l2']:.2g}, top-1 ≥ {dr.tolerance['top1_agreement']:.2f}"]
     out += [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in lines]
     if vs:

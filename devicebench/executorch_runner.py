@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from mobiledeploy.errors import quiet_logger, quiet_native_stderr
+
 from .runtime import Call, Runner, TensorSpec, _op_table, _require, register_runner
+
+# C++ info lines the runtime prints on fd 2 when its thread pool is (re)set (the first time also its CPU
+# probing: "[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version"). Other lines stay visible.
+NOISE = ("[cpuinfo_utils.cpp:", "[threadpool.cpp:")
 
 # ExecuTorch's ScalarType codes → numpy dtype names (the ones a model's inputs use).
 _SCALAR = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64",
@@ -53,11 +59,9 @@ class ExecuTorchRunner(Runner):
         super().__init__(artifact, threads)
         _require("executorch", type(self))
         self.torch = _require("torch", type(self))  # its Python runtime takes and returns torch tensors
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        reset_threadpool(threads)  # first: it imports the bindings quietly (see there)
         from executorch.runtime import Runtime
 
-        self._reset_threads = _unsafe_reset_threadpool  # private, but the only thread control from Python
-        self._reset_threads(int(threads))
         self.runtime = Runtime.get()
         self.data = Path(artifact).read_bytes()
         self.program = self.runtime.load_program(self.data)
@@ -82,7 +86,7 @@ class ExecuTorchRunner(Runner):
         torch = self.torch
         tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]
         execute, program = self.method.execute, self.program
-        self._reset_threads(int(self.threads))  # the pool is process-wide: another runner may have changed it
+        reset_threadpool(self.threads)  # the pool is process-wide: another runner may have changed it
 
         def call(keep: Any = program) -> list[np.ndarray]:  # the method points into its program: keep it alive
             return [o.numpy() for o in execute(tensors)]
@@ -106,7 +110,7 @@ class ExecuTorchRunner(Runner):
         tensors = [torch.from_numpy(np.ascontiguousarray(inputs[s.name])) for s in self.input_specs()]
         program = self.runtime.load_program(self.data, enable_etdump=True)
         method = program.load_method("forward")
-        self._reset_threads(int(self.threads))
+        reset_threadpool(self.threads)
         for _ in range(runs + 1):  # the first run allocates and packs weights: dropped below
             method.execute(tensors)
         with tempfile.TemporaryDirectory() as tmp:
@@ -128,6 +132,19 @@ class ExecuTorchRunner(Runner):
         for row in table["table"]:
             row["kind"] = _kind(row["op"]) or row["kind"]
         return table
+
+
+def reset_threadpool(threads: int) -> None:
+    """Give ExecuTorch's process-wide XNNPACK pool `threads` threads, without its C++ info lines on stderr."""
+    import logging
+
+    # Importing the bindings imports torchao, whose pytree registration makes torch log a deprecation
+    # warning: not ours to fix, and noise in every verify and bench.
+    with quiet_logger("torch.utils._pytree", logging.ERROR):
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+    with quiet_native_stderr(*NOISE):
+        _unsafe_reset_threadpool(int(threads))  # private, but the only thread control from Python
 
 
 def plan_counts(data: bytes) -> dict[str, Any]:

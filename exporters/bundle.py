@@ -258,6 +258,13 @@ def _sw_fill(f: AppFacts) -> str:
             + " = (Float(rgba[i * 4 + c]) - mean[c]) / std[c]\n    }\n}\n")
 
 
+# Swift lines after `scores` ([Float]): the best class with its label from labels.txt.
+_SW_TOP1 = """let labels = try String(contentsOfFile: Bundle.main.path(forResource: "labels", ofType: "txt")!).split(separator: "\\n")
+let best = scores.indices.max { scores[$0] < scores[$1] }!
+print(labels[best], scores[best])
+"""
+
+
 @snippet("tflite")
 def _mediapipe_kotlin(f: AppFacts) -> tuple[str, str, str]:
     note = ("" if f.layout == "nhwc" and f.normalization_in_graph else
@@ -342,10 +349,7 @@ let tensor = try ORTValue(tensorData: data, elementType: .float, shape: [{dims}]
 let outputs = try session.run(withInputs: ["{f.input_name}": tensor], outputNames: ["{f.output_name}"], runOptions: nil)
 let raw = try outputs["{f.output_name}"]!.tensorData() as Data
 let scores = raw.withUnsafeBytes {{ Array($0.bindMemory(to: Float.self)) }}  // {f.num_classes} classes
-let labels = try String(contentsOfFile: Bundle.main.path(forResource: "labels", ofType: "txt")!).split(separator: "\\n")
-let best = scores.indices.max {{ scores[$0] < scores[$1] }}!
-print(labels[best], scores[best])
-"""
+""" + _SW_TOP1
 
 
 @snippet("coreml")
@@ -410,3 +414,67 @@ def _bar_text(tol: dict) -> str:
     if "top1_agreement" in tol:
         parts.append(f"top-1 agreement ≥ {tol['top1_agreement']:.2g}")
     return ", ".join(parts) or "none recorded"
+
+
+# --- ExecuTorch (.pte) ---------------------------------------------------------------------------
+
+# The .pte must run on the ExecuTorch release that wrote it: the app links that version (see the manifest's
+# versions.converter). The Swift API is marked experimental upstream; these follow ExecuTorch 1.x's docs.
+_ET_SWIFT_NOTE = ("// Swift Package: https://github.com/pytorch/executorch, branch swiftpm-<version> of the\n"
+                  "// ExecuTorch release that exported the .pte (versions.converter in the manifest); link the\n"
+                  "// executorch and backend_xnnpack products. ExecuTorch marks its Swift API experimental:\n"
+                  "// this follows its 1.x docs.\n")
+
+
+@snippet("executorch")
+def _executorch_kotlin(f: AppFacts) -> tuple[str, str, str]:
+    dims = ", ".join(f"{d}L" for d in f.shape)
+    imports = ("import java.io.File", "import org.pytorch.executorch.EValue", "import org.pytorch.executorch.Module",
+               "import org.pytorch.executorch.Tensor")
+    counter = "var k = 0\n" if f.layout == "nhwc" else ""
+    return "Android: ExecuTorch Module (Kotlin)", "kotlin", f"""
+// build.gradle: implementation("org.pytorch:executorch-android:<the ExecuTorch version that exported it>")
+// Put {f.artifact} and labels.txt in app/src/main/assets/. Module.load takes a file path, so the .pte is copied
+// out of the APK once.
+""" + _kt_function(imports, f"""
+val file = File(context.filesDir, "{f.artifact}")
+if (!file.exists()) context.assets.open("{f.artifact}").use {{ src -> file.outputStream().use {{ src.copyTo(it) }} }}
+val module = Module.load(file.absolutePath)  // load once and keep it: loading is the slow part
+val labels = context.assets.open("labels.txt").bufferedReader().readLines()
+// input "{f.input_name}": float32 {f.shape} ({f.layout.upper()})
+val input = FloatArray({f.height * f.width * 3})
+{counter}{_kt_fill(f, lambda i, v: f"input[k++] = {v}" if i is None else f"input[{i}] = {v}")}\
+val tensor = Tensor.fromBlob(input, longArrayOf({dims}))
+// output "{f.output_name}": {f.num_classes} scores
+val scores = module.forward(EValue.from(tensor))[0].toTensor().dataAsFloatArray
+val best = scores.indices.maxByOrNull {{ scores[it] }}!!
+Log.d("classify", "${{labels[best]}} ${{scores[best]}}")
+""")
+
+
+@snippet("executorch")
+def _executorch_swift(f: AppFacts) -> tuple[str, str, str]:
+    stem, ext = f.artifact.rsplit(".", 1)
+    dims = ", ".join(str(d) for d in f.shape)
+    return "iOS/macOS: ExecuTorch Module (Swift)", "swift", _ET_SWIFT_NOTE + f"""import ExecuTorch
+
+let module = Module(filePath: Bundle.main.path(forResource: "{stem}", ofType: "{ext}")!)
+try module.load("forward")  // load once and keep the module: loading is the slow part
+{_sw_fill(f)}// input "{f.input_name}": float32 {f.shape} ({f.layout.upper()})
+let outputs = try module.forward(Tensor<Float>(input, shape: [{dims}]))
+let logits: Tensor<Float> = outputs[0].tensor()!  // "{f.output_name}"
+let scores = logits.scalars()  // {f.num_classes} classes
+""" + _SW_TOP1
+
+
+@snippet("executorch")
+def _executorch_bundled(f: AppFacts) -> tuple[str, str, str]:
+    stem = f.artifact.rsplit(".", 1)[0]
+    return "Checking the program on a device: the bundled program (.bpte)", "sh", f"""
+# When this folder holds {stem}.bpte (export --bundled-io): it is {f.artifact} plus the inputs mobiledeploy's
+# parity check used and PyTorch's outputs on them. With mobiledeploy installed:
+mobiledeploy verify {stem}.bpte   # runs the embedded program, judged with the {f.precision} parity bar
+# On a device, ExecuTorch's C++ API (executorch::bundled_program::load_bundled_input, then
+# verify_method_outputs) runs each case and compares element-wise with an rtol/atol you choose: pick one
+# that suits {f.precision}; mobiledeploy judges by relative L2 and top-1 instead.
+"""

@@ -35,7 +35,7 @@ _BOOKKEEPING = ("getitem", "executorch_call_delegate", "alloc", "output")
 def lower(program: torch.export.ExportedProgram, example_inputs: tuple[torch.Tensor, ...], precision: str = "fp32",
           delegate: str = "xnnpack", calibration: Iterable[np.ndarray] | None = None) -> tuple[Any, Any]:
     """ExecuTorch's edge program (after partitioning) and its executorch program, for one precision and delegate."""
-    require("executorch", EXTRA)
+    require("executorch.exir", EXTRA)  # imported inside require: it keeps torchao's import-time log line quiet
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from .rewrites.nearest_gate import restore_aten
@@ -161,11 +161,11 @@ def load_method(path: Path | str | bytes, threads: int = 1, etdump: bool = False
     (dropping it crashes the next call in native code).
     """
     require("executorch", EXTRA)
-    from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from executorch.runtime import Runtime
 
-    # Private, but the only thread control from Python; the pool is process-wide.
-    _unsafe_reset_threadpool(int(threads))
+    from mobiledeploy.devicebench.executorch_runner import reset_threadpool
+
+    reset_threadpool(threads)  # the pool is process-wide
     data = path if isinstance(path, (bytes, bytearray)) else Path(path).read_bytes()
     program = Runtime.get().load_program(bytes(data), enable_etdump=etdump)
     return program, program.load_method("forward")
@@ -214,3 +214,21 @@ class ExecuTorchTarget(Target):
         return TargetResult(artifact=info["artifact"], converter=info["converter"],
                             converter_version=info["converter_version"], inputs=info["inputs"],
                             outputs=info["outputs"], extra=info["extra"])
+
+    def finish(self, req: ExportRequest, result: TargetResult) -> TargetResult:
+        """The input contract; with --bundled-io also the bundled program (the parity inputs and PyTorch's
+        outputs), built here from the converted .pte and written beside the final one by extra_files."""
+        result = super().finish(req, result)
+        if req.options.executorch.bundled_io:
+            from .executorch_bundled import make
+
+            result.extra["bundled_io"] = make(req, result)
+        return result
+
+    def extra_files(self, artifact: Path, target_info: dict[str, Any]) -> list[Path]:
+        """`<name>.bpte` beside the `.pte` when the export asked for --bundled-io."""
+        if not target_info.get("bundled_io"):
+            return []
+        from .executorch_bundled import write_beside
+
+        return [write_beside(artifact, target_info["bundled_io"])]

@@ -32,9 +32,10 @@ class CoreMLOptions:
 
 @dataclass(frozen=True)
 class ExecuTorchOptions:
-    """ExecuTorch only: the backend its partitioner lowers to."""
+    """ExecuTorch only: the backend its partitioner lowers to, and whether to write a bundled program."""
 
     delegate: str = "xnnpack"  # "xnnpack" (runs everywhere) | "coreml" (Apple platforms only)
+    bundled_io: bool = False  # also <name>.bpte: the program with the parity inputs and PyTorch's outputs
 
 
 @dataclass(frozen=True)

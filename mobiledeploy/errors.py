@@ -53,31 +53,36 @@ def quiet_logger(name: str, level: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_native_stderr(*noise: str) -> Iterator[None]:
-    """Drop the lines starting with one of `noise` that native code writes to stderr (fd 2) inside the
-    block; every other line is passed on afterwards. For C++ runtimes' info chatter that no Python logging
-    setting reaches (LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")."""
+    """Drop the lines starting with one of `noise` that native code writes to stderr inside the block; every
+    other line is passed on afterwards. For C++ runtimes' info chatter that no Python logging setting reaches
+    (LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on fd 2; ExecuTorch's bindings send
+    their C++ log lines to Python's sys.stderr instead)."""
+    import io
     import os
     import sys
     import tempfile
 
+    python_side, before = io.StringIO(), sys.stderr
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real file behind sys.stderr: nothing to filter
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
+        sys.stderr.flush()
+        saved = os.dup(2)  # fd 2 itself, whatever object sys.stderr is (pytest's capture, a notebook's stream)
+    except OSError:  # no fd 2 (a daemon): only the Python side is filtered
+        saved = None
     with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
+        if saved is not None:
+            os.dup2(tmp.fileno(), 2)
+        sys.stderr = python_side
         try:
             yield
         finally:
-            sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
+            sys.stderr = before
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
             tmp.seek(0)
-            kept = [ln for ln in tmp.read().decode(errors="replace").splitlines(keepends=True)
-                    if not ln.startswith(noise)]
+            # The two sides' relative order is lost; each side keeps its own.
+            text = tmp.read().decode(errors="replace") + python_side.getvalue()
+            kept = [ln for ln in text.splitlines(keepends=True) if not ln.startswith(noise)]
             if kept:
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()

@@ -70,6 +70,8 @@ class _Choice(click.Choice):
               help="Trace the model as built: do not fold re-parameterisable branches (MobileOne, RepViT, …).")
 @click.option("--delegate", type=click.Choice(["xnnpack", "coreml"]), default=None,
               help="ExecuTorch: the backend to lower to (xnnpack: default, runs everywhere; coreml: Apple only).")
+@click.option("--bundled-io", is_flag=True,
+              help="ExecuTorch: also write <name>.bpte, the program with the parity inputs and PyTorch's outputs.")
 @click.option("--mean", default=None, metavar="R,G,B",
               help="Input normalisation mean in 0-1 pixel units (x = (pixel/255 - mean) / std); default: the "
                    "model's, ImageNet's for a .pt2.")
@@ -81,7 +83,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
             bundle: bool = False, min_target: str | None = None, tensor_input: bool = False,
             no_reparam: bool = False, mean: str | None = None, std: str | None = None,
-            delegate: str | None = None) -> None:
+            delegate: str | None = None, bundled_io: bool = False) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     # Arguments are checked against a precomputed table before torch loads (seconds, tens of them on a busy
     # machine): a typo must fail at once.
@@ -103,7 +105,10 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         raise UserError("--min-target and --tensor-input are Core ML options", "add --target coreml or drop them")
     if delegate and "executorch" not in names:
         raise UserError("--delegate is an ExecuTorch option", "add --target executorch or drop it")
-    options = _target_options(layout, calibration, labels_file, bundle, min_target, tensor_input, delegate)
+    if bundled_io and "executorch" not in names:
+        raise UserError("--bundled-io is an ExecuTorch option", "add --target executorch or drop it")
+    options = _target_options(layout, calibration, labels_file, bundle, min_target, tensor_input, delegate,
+                              bundled_io)
     norm = (parse_triple("--mean", mean), parse_triple("--std", std, positive=True))
 
     from mobiledeploy.pipeline import ExportOptions
@@ -218,7 +223,8 @@ def _raise_failures(failed: list[UserError]) -> None:
 
 
 def _target_options(layout: str | None, calibration: str | None, labels_file: str | None, bundle: bool,
-                    min_target: str | None, tensor_input: bool, delegate: str | None = None) -> Any:
+                    min_target: str | None, tensor_input: bool, delegate: str | None = None,
+                    bundled_io: bool = False) -> Any:
     """The typed options every target reads, built once (labels read once here)."""
     from mobiledeploy.exporters.labels import read_labels
     from mobiledeploy.exporters.options import CoreMLOptions, ExecuTorchOptions, QuantOptions, TargetOptions
@@ -227,7 +233,7 @@ def _target_options(layout: str | None, calibration: str | None, labels_file: st
                          labels=tuple(read_labels(labels_file)) if labels_file else None,
                          quant=QuantOptions(calibration=Path(calibration) if calibration else None),
                          coreml=CoreMLOptions(min_target=min_target, tensor_input=tensor_input),
-                         executorch=ExecuTorchOptions(delegate=delegate or "xnnpack"))
+                         executorch=ExecuTorchOptions(delegate=delegate or "xnnpack", bundled_io=bundled_io))
 
 
 def _brief(m: Manifest, artifact: Path) -> dict:

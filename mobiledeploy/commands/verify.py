@@ -41,12 +41,19 @@ def command(artifact: str, n_random: int, no_photos: bool, as_json: bool, device
             ssh_config: str | None, remote_python: str, connect_timeout: int, benchmark_binary: str | None,
             executor_runner: str | None, adb_bin: str) -> None:
     """Check ARTIFACT against PyTorch fp32; exit 0 only when it meets its precision's bar (on the device too)."""
+    if device and Path(artifact).suffix == ".bpte":
+        raise UserError("verify --device takes the .pte, not its bundled program", "pass the .pte file")
     if device:
         return _on_device(artifact, n_random, not no_photos, as_json, device, ssh_config, remote_python,
                           connect_timeout, benchmark_binary, executor_runner, adb_bin)
-    from mobiledeploy.pipeline import verify
+    if Path(artifact).suffix == ".bpte":  # an ExecuTorch bundled program carries its inputs and expected outputs
+        from mobiledeploy.exporters.executorch_bundled import verify_bundled
 
-    m, report, reason = verify(Path(artifact), n_random=n_random, photos=not no_photos)
+        m, report, reason = verify_bundled(Path(artifact))
+    else:
+        from mobiledeploy.pipeline import verify
+
+        m, report, reason = verify(Path(artifact), n_random=n_random, photos=not no_photos)
     result = {"artifact": str(artifact), "target": m.target, "model": m.model.spec,
               "precision": m.precision, "verified": bool(report is not None and report.passed),
               "parity": report.as_dict() if report is not None else None, "not_verified_reason": reason}

@@ -27,7 +27,7 @@ SUFFIX = ".pte"
 DELEGATES = ("xnnpack", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
 # torch.export passes after the generic ones: the integer nearest resizes as ops the XNNPACK delegate takes.
-REWRITES = ("xnnpack_nearest_gate", "hardsigmoid_float_scalars")
+REWRITES = ("xnnpack_nearest_gate", "hardsigmoid_float_scalars", "xnnpack_views")
 # Graph nodes that are bookkeeping, not compute: never counted as "left outside the delegate".
 _BOOKKEEPING = ("getitem", "executorch_call_delegate", "alloc", "output")
 
@@ -56,7 +56,10 @@ def lower(program: torch.export.ExportedProgram, example_inputs: tuple[torch.Ten
     partitioner = _partitioner(delegate, precision)
     # Our ops are not core ATen; the edge verifier would refuse them before the partitioner sees them.
     config = EdgeCompileConfig(_check_ir_validity=False)
-    edge = to_edge_transform_and_lower(program, partitioner=[partitioner], compile_config=config)
+    # Constants computed from weights alone (GR-KAN's coefficients picked out of its parameters, the class
+    # token's expand) folded before partitioning: XNNPACK has no select_copy, and they need no run time.
+    edge = to_edge_transform_and_lower(program, transform_passes=[_constant_prop()], partitioner=[partitioner],
+                                       compile_config=config)
     return edge, edge.to_executorch()
 
 
@@ -89,6 +92,18 @@ def delegation(graph_module: torch.fx.GraphModule) -> dict[str, Any]:
     delegated = int(d.num_delegated_nodes)
     return {"delegated_nodes": delegated, "total_nodes": delegated + sum(left.values()),
             "partitions": int(d.num_delegated_subgraphs), "undelegated_ops": dict(sorted(left.items()))}
+
+
+def _constant_prop() -> Any:
+    """ExecuTorch's constant propagation as an edge transform pass (quantize/dequantize ops are kept)."""
+    from executorch.exir.pass_base import ExportedProgramPassBase, ExportedProgramPassResult
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    class ConstantProp(ExportedProgramPassBase):
+        def call(self, program: torch.export.ExportedProgram) -> ExportedProgramPassResult:
+            return ExportedProgramPassResult(constant_prop_pass(program), True)
+
+    return ConstantProp()
 
 
 def _partitioner(delegate: str, precision: str) -> Any:

@@ -132,7 +132,7 @@ def _fp32_size(digits, tmp_path: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("name,hw", [("ghostnetv2_100", (224, 224)), ("ghostnetv2_100", (240, 240)),
                                      ("ghostnetv2_100", (256, 192)), ("ghostnet_100", (224, 224)),
-                                     ("mobilenetv2_100", (224, 224))])
+                                     ("mobilenetv2_100", (224, 224)), ("kat_tiny_patch16_224", (224, 224))])
 def test_full_models_one_piece_and_exact(name, hw, tmp_path):
     from mobiledeploy.models import create_model
 

@@ -38,7 +38,7 @@ class Rewrite:
 _REWRITES: dict[str, Rewrite] = {}
 
 # Modules whose @register_rewrite decorators fill the registry; a new pass is one line here.
-_MODULES = ("static_shapes", "alias", "nearest", "grkan", "pool", "nearest_gate", "hardsigmoid")
+_MODULES = ("static_shapes", "alias", "nearest", "grkan", "pool", "nearest_gate", "hardsigmoid", "xnnpack_views")
 
 # Run for every target, in this order; a target adds its own through Target.rewrites.
 GENERIC = ("static_shapes", "grkan_lowering", "alias_cleanup", "exact_nearest_upsample")

@@ -171,6 +171,8 @@ class Parity(Record):
     informational: dict[str, Any] | None = None
     outputs: dict[str, dict[str, float]] | None = None  # several outputs: each one's worst figures
     input_sensitivity: float | None = None
+    # Judged against float64 where PyTorch fp32 itself is far from it (exporters.parity.FLOAT64_FACTOR).
+    float64: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -85,3 +85,13 @@ def test_a_model_that_cannot_run_in_float64_is_judged_against_fp32_alone():
     model = Fixed().eval()
     report = _check(model, _float64(Cancels().eval()))
     assert not report.passed and report.float64 is None
+
+
+def test_the_manifest_keeps_the_float64_facts():
+    from mobiledeploy.manifest import Parity
+
+    model = Cancels().eval()
+    report = _check(model, _float64(model))
+    back = Parity.from_json(report.as_dict())
+    assert back.float64 == report.float64 and back.float64["factor"] == parity.FLOAT64_FACTOR
+    assert back.to_json()["float64"]["torch_fp32_rel_l2"] > 1e-5

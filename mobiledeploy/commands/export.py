@@ -278,6 +278,11 @@ def print_result(console, manifests: list[Manifest], artifacts: list[Path]) -> N
         if "opset" in info:
             line += f"; opset {info['opset']}"
         notes.append(line)
+        if p and p.float64:  # the row's figures are against float64: say why and what PyTorch fp32 gave
+            f = p.float64
+            notes.append(f"{Path(a).name}: judged against the model in float64: PyTorch fp32 itself is "
+                         f"{f['torch_fp32_rel_l2']:.1e} from it (bar {f['factor']:g}× that, 1e-05 at least); "
+                         f"the artifact is {f['rel_l2_vs_fp32']:.1e} from PyTorch fp32")
         if p and p.outputs:  # several outputs: each one's own figures (the row shows the worst)
             notes.append(f"{Path(a).name}: " + ", ".join(f"{n} rel L2 {f['rel_l2']:.1e} max abs {f['max_abs']:.1e}"
                                                         for n, f in p.outputs.items()))

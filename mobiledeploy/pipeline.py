@@ -60,6 +60,7 @@ class ExportOptions:
     photos: bool = True
     mean: tuple[float, ...] | None = None  # input normalisation (0-1 pixel units); None: the model's own
     std: tuple[float, ...] | None = None
+    scale: int = 1  # --scale: 255 when --mean/--std were given in 0-255 pixel units (mean/std hold them /255)
     reparam: bool = True  # fold training-time branches before tracing (--no-reparam keeps them)
     options: TargetOptions = field(default_factory=TargetOptions)
 
@@ -110,8 +111,10 @@ def load_source(spec: str, weights: str | None = None, seed: int = INIT_SEED) ->
     return _load_registry(spec, weights, seed)
 
 
-def with_normalization(source: Source, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> Source:
-    """The source with the user's --mean/--std in place of the model's (a .pt2's assumed ImageNet ones)."""
+def with_normalization(source: Source, mean: tuple[float, ...] | None, std: tuple[float, ...] | None,
+                       scale: int = 1) -> Source:
+    """The source with the user's --mean/--std in place of the model's (a .pt2's assumed ImageNet ones);
+    `scale` 255: they were given in 0-255 pixel units (and arrive here divided by 255)."""
     if mean is None and std is None:
         return source
     if len(source.input_size) == 3 and source.input_size[0] != 3:
@@ -120,7 +123,15 @@ def with_normalization(source: Source, mean: tuple[float, ...] | None, std: tupl
     if mean is None or std is None:  # the other one stays what it was, said in the manifest
         notes.append(f"normalisation: --{'mean' if mean else 'std'} given, {'std' if mean else 'mean'} "
                      f"{'kept from the model' if source.kind != 'pt2' else 'assumed ImageNet'}")
+    if scale == 255:
+        notes.append("normalisation given in 0-255 pixel units (--scale 255): the model takes (pixel - "
+                     f"{_units(mean, 255)}) / {_units(std, 255)}; mean/std are recorded in 0-1 units (/255)")
     return dataclasses.replace(source, mean=tuple(mean or source.mean), std=tuple(std or source.std), notes=notes)
+
+
+def _units(values: tuple[float, ...] | None, scale: float) -> str:
+    """Mean or std back in the units the user gave them, for a note."""
+    return "(" + ", ".join(f"{v * scale:g}" for v in values or ()) + ")"
 
 
 def _random_init(source: Source) -> str:
@@ -482,13 +493,13 @@ def export(opts: ExportOptions, progress: Progress | None = None,
         raise UserError(f"unknown precision {opts.precision!r}", f"choose one of: {', '.join(PRECISIONS)}")
     out_dir = Path(opts.out_dir)
 
-    key = (opts.model, opts.weights, opts.input_size, opts.batch, opts.mean, opts.std)
+    key = (opts.model, opts.weights, opts.input_size, opts.batch, opts.mean, opts.std, opts.scale)
     if cache is not None and key in cache:
         source, inputs, program = cache[key]
     else:
         say(f"loading {opts.model}")
         with model_wide():
-            source = with_normalization(load_source(opts.model, opts.weights), opts.mean, opts.std)
+            source = with_normalization(load_source(opts.model, opts.weights), opts.mean, opts.std, opts.scale)
             inputs = example_inputs(source, opts.input_size, opts.batch)
         program = None
     with model_wide():

@@ -128,3 +128,52 @@ def test_bundle_readme_says_random_weights(tmp_path, capsys):
     assert rc == 0, err
     text = (tmp_path / "mobilenetv2_035_32_onnx_bundle" / "README.md").read_text()
     assert "**Random weights.**" in text and "--weights" in text
+
+
+class RawPixels(nn.Module):
+    """A model that takes pixels 0-255 as they are (its own /127.5 - 1 inside, as some TF-trained models do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x / 127.5 - 1.0).mean((2, 3))
+
+
+@pytest.mark.parametrize("target", ["onnx", "coreml"])
+def test_scale_255_takes_mean_and_std_in_pixel_units(target, tmp_path, capsys):
+    pytest.importorskip("coremltools")
+    ep = torch.export.export(Tiny().eval(), (torch.randn(1, 3, 20, 20),))
+    torch.export.save(ep, str(tmp_path / "t.pt2"))
+    rc, out, err = _run(["export", str(tmp_path / "t.pt2"), "-t", target, "--out", str(tmp_path / "p"),
+                         "--scale", "255", "--mean", "127.5", "--std", "127.5", "--json"], capsys)
+    assert rc == 0, err
+    m = json.loads(out)
+    norm = m["inputs"][0]["normalization"]
+    assert norm["mean"] == pytest.approx([0.5] * 3) and norm["std"] == pytest.approx([0.5] * 3)
+    assert any("--scale 255" in n and "(127.5, 127.5, 127.5)" in n for n in m["model"]["notes"])
+    assert m["verified"] and "assumed" not in err
+
+
+def test_scale_255_alone_feeds_raw_pixels(tmp_path, capsys):
+    """--scale 255 without --mean/--std: the model gets the pixels themselves. Checked outside the parity
+    check (which shares the units it is given): the app-facing ONNX fed pixels equals the model on them."""
+    ort = pytest.importorskip("onnxruntime")
+    model = RawPixels().eval()
+    ep = torch.export.export(model, (torch.rand(1, 3, 20, 20) * 255,))
+    torch.export.save(ep, str(tmp_path / "raw.pt2"))
+    rc, out, err = _run(["export", str(tmp_path / "raw.pt2"), "-t", "onnx", "--layout", "nhwc",
+                         "--out", str(tmp_path / "o"), "--scale", "255", "--json"], capsys)
+    assert rc == 0, err
+    m = json.loads(out)
+    assert m["verified"] and m["inputs"][0]["layout"] == "NHWC"
+    px = torch.randint(0, 256, (1, 20, 20, 3)).float()
+    sess = ort.InferenceSession(str(tmp_path / "o" / m["artifact"]))
+    got = sess.run(None, {m["inputs"][0]["name"]: px.numpy()})[0]
+    ref = model(px.permute(0, 3, 1, 2)).detach().numpy()
+    assert float(abs(got - ref).max() / abs(ref).max()) < 1e-5
+    rc, _, err = _run(["export", str(tmp_path / "raw.pt2"), "-t", "onnx", "--out", str(tmp_path / "q"),
+                       "--scale", "3"], capsys)
+    assert rc == 2 and "--scale" in err and "Traceback" not in err

@@ -76,6 +76,10 @@ class _Choice(click.Choice):
               help="Input normalisation mean in 0-1 pixel units (x = (pixel/255 - mean) / std); default: the "
                    "model's, ImageNet's for a .pt2.")
 @click.option("--std", default=None, metavar="R,G,B", help="Input normalisation std (see --mean).")
+@click.option("--scale", type=click.Choice(["1", "255"]), default=None,
+              help="The pixel range the model's normalisation starts from, and --mean/--std's units: 1 = "
+                   "pixel/255 in 0-1 (timm, torchvision; the default), 255 = pixels 0-255 as they are "
+                   "(x = (pixel - mean) / std; without --mean/--std the model takes raw pixels).")
 @click.option("--strict", is_flag=True, help="Fail when this host has no runtime to verify the artifact.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON (a list for several targets).")
 def command(model: str, targets: tuple[str, ...], weights: str | None, input_size: str | None, batch: int,
@@ -83,7 +87,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
             as_json: bool, layout: str | None = None, calibration: str | None = None, labels_file: str | None = None,
             bundle: bool = False, min_target: str | None = None, tensor_input: bool = False,
             no_reparam: bool = False, mean: str | None = None, std: str | None = None,
-            delegate: str | None = None, bundled_io: bool = False) -> None:
+            delegate: str | None = None, bundled_io: bool = False, scale: str | None = None) -> None:
     """Export MODEL (registry name, timm:<name>, or a .pt2 file) to --target, verified against PyTorch."""
     # Arguments are checked against a precomputed table before torch loads (seconds, tens of them on a busy
     # machine): a typo must fail at once.
@@ -110,6 +114,9 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
     options = _target_options(layout, calibration, labels_file, bundle, min_target, tensor_input, delegate,
                               bundled_io)
     norm = (parse_triple("--mean", mean), parse_triple("--std", std, positive=True))
+    if scale == "255":  # kept in 0-1 units inside: (pixel/255 - mean/255) / (std/255) = (pixel - mean) / std
+        norm = (tuple(v / 255.0 for v in norm[0] or (0.0, 0.0, 0.0)),
+                tuple(v / 255.0 for v in norm[1] or (1.0, 1.0, 1.0)))
 
     from mobiledeploy.pipeline import ExportOptions
 
@@ -119,7 +126,7 @@ def command(model: str, targets: tuple[str, ...], weights: str | None, input_siz
         return ExportOptions(model=model, target=t, weights=weights, input_size=size, batch=batch,
                              precision=prec, out_dir=Path(out_dir), force=force, verify=not no_verify,
                              strict=strict, name=name, reparam=not no_reparam, options=options,
-                             mean=norm[0], std=norm[1])
+                             mean=norm[0], std=norm[1], scale=int(scale or 1))
 
     from mobiledeploy.interrupts import InterruptGuard
 

@@ -22,6 +22,7 @@ class DeviceRun:
     device: dict[str, Any]
     runtime: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    verdict: Any = None  # a device tool's own judgement (onnx_test_runner) where the outputs stay on the device
 
 
 @dataclass
@@ -32,3 +33,4 @@ class DeviceOptions:
     adb_bin: str = "adb"
     benchmark_binary: str | None = None  # LiteRT benchmark_model for the phone
     executor_runner: str | None = None  # ExecuTorch executor_runner for the phone
+    onnx_test_runner: str | None = None  # onnxruntime's onnx_test_runner for the phone

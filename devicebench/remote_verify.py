@@ -119,11 +119,17 @@ def verify_on_device(artifact: Path, device: str, n_random: int = 3, photos: boo
     else:
         from .adb_verify import run_adb
 
-        dev = run_adb(device, artifact, feeds, m, opts, progress=say)
+        refs = None
+        if artifact.suffix.lower() in (".onnx", ".ort"):  # onnx_test_runner compares on the phone: it gets PyTorch's
+            refs = [dict(zip(out_names, parity.reference_outputs(source.module, s.arrays))) for s in batch]
+        dev = run_adb(device, artifact, feeds, m, opts, progress=say, references=refs)
     seconds = time.monotonic() - t0
     ref_name = f"PyTorch fp32 (torch {__import__('torch').__version__}), eval mode"
-    dev_report = parity.check(source.module, _replay(feeds, dev.outputs), artifact, in_names, out_names, batch,
-                              precision=m.precision, reference_name=ref_name, target_info=info)
+    if dev.verdict is not None:  # the device's tool judged against PyTorch's outputs itself; no outputs came back
+        dev_report = dev.verdict
+    else:
+        dev_report = parity.check(source.module, _replay(feeds, dev.outputs), artifact, in_names, out_names, batch,
+                                  precision=m.precision, reference_name=ref_name, target_info=info)
     reason = None
     if getattr(dev_report, "vacuous", False):  # as on the host: agreement with an input-blind model proves nothing
         reason = (f"the model's outputs barely depend on its input (sensitivity "
@@ -159,7 +165,7 @@ def _facts(d: Mapping[str, Any]) -> dict[str, Any]:
 def _vs_host(host: Sequence[Mapping[str, np.ndarray]], dev: Sequence[Mapping[str, np.ndarray]],
              names: Sequence[str], inputs: Sequence[str]) -> dict[str, Any] | None:
     """Device outputs against the host runtime's on the same inputs: worst rel L2, top-1 equality, bit-equality."""
-    if not host:
+    if not host or not dev:  # no host runtime, or the device kept its outputs (onnx_test_runner)
         return None
     from mobiledeploy.exporters.parity import compare
 

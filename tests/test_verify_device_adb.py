@@ -289,6 +289,9 @@ def test_onnx_through_onnx_test_runner_on_the_phone(phone, onnx_model, tmp_path,
     rec = m["devices"][0]
     assert rec["verified"] is True and rec["rel_l2"] is None
     assert rec["runtime"]["name"] == "onnxruntime onnx_test_runner"
+    assert main(["verify", str(art), "--device", f"adb://{SERIAL}", "--random", "1", "--no-photos"]) == 0
+    table = capsys.readouterr().out
+    assert "compared on the phone by onnx_test_runner" in table and "onnx_test_runner judged on the phone" in table
 
 
 def _break_onnx(artifact: Path) -> None:
@@ -313,9 +316,11 @@ def _break_onnx(artifact: Path) -> None:
 def test_onnx_test_runner_fails_a_slightly_wrong_model(phone, onnx_model, tmp_path, capsys):
     art = _copy(onnx_model, tmp_path)
     _break_onnx(art)
-    _install(phone, "onnx_test_runner")
-    rc, res, err = _verify([str(art), "--device", f"adb://{SERIAL}", "--random", "1", "--no-photos"], capsys)
+    rc, res, err = _verify([str(art), "--device", f"adb://{SERIAL}", "--onnx-test-runner",
+                            str(DOUBLES / "fake_onnx_test_runner"), "--random", "1", "--no-photos"], capsys)
     assert rc == 3 and res["verified"] is False and res["on_device"]["parity"]["passed"] is False, err
+    call = [c for c in _calls(phone) if c.get("tool") == "onnx_test_runner"][0]
+    assert "/mobiledeploy-verify-" in call["cwd"] and res["on_device"]["runtime"]["binary_sha256"]  # pushed, run
     assert res["host"]["parity"]["rel_l2"] > 1e-5  # the host sees the same error in figures
     assert "onnx_test_runner on the phone: 0/1 test data sets within" in err
 

@@ -35,17 +35,19 @@ class NotVerifiedError(UserError):
 @click.option("--benchmark-binary", default=None, metavar="PATH",
               help="LiteRT benchmark_model for the phone (adb://, .tflite).")
 @click.option("--executor-runner", default=None, metavar="PATH",
-              help="ExecuTorch executor_runner for the phone (adb://, .pte).")
+              help="ExecuTorch executor_runner for the phone (adb://, .pte); default: the phone's own.")
+@click.option("--onnx-test-runner", default=None, metavar="PATH",
+              help="onnxruntime onnx_test_runner for the phone (adb://, .onnx/.ort); default: the phone's own.")
 @click.option("--adb", "adb_bin", default="adb", envvar="MOBILEDEPLOY_ADB", show_default=True, help="adb executable.")
 def command(artifact: str, n_random: int, no_photos: bool, as_json: bool, device: str | None,
             ssh_config: str | None, remote_python: str, connect_timeout: int, benchmark_binary: str | None,
-            executor_runner: str | None, adb_bin: str) -> None:
+            executor_runner: str | None, onnx_test_runner: str | None, adb_bin: str) -> None:
     """Check ARTIFACT against PyTorch fp32; exit 0 only when it meets its precision's bar (on the device too)."""
     if device and Path(artifact).suffix == ".bpte":
         raise UserError("verify --device takes the .pte, not its bundled program", "pass the .pte file")
     if device:
         return _on_device(artifact, n_random, not no_photos, as_json, device, ssh_config, remote_python,
-                          connect_timeout, benchmark_binary, executor_runner, adb_bin)
+                          connect_timeout, benchmark_binary, executor_runner, onnx_test_runner, adb_bin)
     if Path(artifact).suffix == ".bpte":  # an ExecuTorch bundled program carries its inputs and expected outputs
         from mobiledeploy.exporters.executorch_bundled import verify_bundled
 
@@ -74,7 +76,7 @@ def command(artifact: str, n_random: int, no_photos: bool, as_json: bool, device
 
 def _on_device(artifact: str, n_random: int, photos: bool, as_json: bool, device: str, ssh_config: str | None,
                remote_python: str, connect_timeout: int, benchmark_binary: str | None,
-               executor_runner: str | None, adb_bin: str) -> None:
+               executor_runner: str | None, onnx_test_runner: str | None, adb_bin: str) -> None:
     """verify --device: host and device side by side; the device's verdict decides the exit status."""
     from rich.console import Console
 
@@ -84,7 +86,8 @@ def _on_device(artifact: str, n_random: int, photos: bool, as_json: bool, device
 
     opts = DeviceOptions(ssh=SSHOptions(config=ssh_config, connect_timeout=connect_timeout,
                                         remote_python=remote_python),
-                         adb_bin=adb_bin, benchmark_binary=benchmark_binary, executor_runner=executor_runner)
+                         adb_bin=adb_bin, benchmark_binary=benchmark_binary, executor_runner=executor_runner,
+                         onnx_test_runner=onnx_test_runner)
     with Console(stderr=True).status("verifying…") as status:
         res = verify_on_device(Path(artifact), device, n_random=n_random, photos=photos, opts=opts,
                                progress=lambda msg: status.update(msg))
@@ -168,6 +171,9 @@ def table(res: dict[str, Any]) -> str:
         out.append(f"  device vs host runtime, same inputs: rel_l2 {_fmt(vs['rel_l2'])}, max_abs {_fmt(vs['max_abs'])}, "
                    f"top-1 agreement {_fmt(vs['top1_agreement'], '.3f')}, "
                    f"{'bit-identical' if vs['bit_identical'] else 'not bit-identical'} over {vs['n_samples']} inputs")
+    elif dev["runtime"].get("name") == "onnxruntime onnx_test_runner":
+        out.append("  device vs host runtime: not compared (onnx_test_runner judged on the phone; its outputs "
+                   "stay there)")
     else:
         out.append("  device vs host runtime: not compared (no runtime for this artifact on the host)")
     out.append(f"  device run: {dev['seconds']:.1f} s for {dr.n_samples + (len(dr.informational['inputs']) if dr.informational else 0)}"

@@ -487,3 +487,4 @@ def run_artifact(artifact: str | Path, inputs: dict[str, np.ndarray], threads: i
     return load_runner(artifact, threads).run(inputs)
 
 from . import executorch_runner  # noqa: E402,F401  (registers ExecuTorchRunner; executorch is imported lazily)
+from . import executorch_coreml  # noqa: E402,F401  (a Core ML-delegated .pte on the interpreter)

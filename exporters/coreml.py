@@ -92,7 +92,7 @@ def convert(request: ExportRequest) -> TargetResult:
                                color_layout=ct.colorlayout.RGB)]
         channel_mul = (1 / std).astype(np.float32)
 
-    with _quiet():
+    with quiet():
         # Stage 1 in fp32: the torch frontend, then our MIL edits; fp16 is applied to the edited program.
         prog = ct.convert(program, convert_to="milinternal", inputs=inputs, minimum_deployment_target=min_target,
                           compute_precision=ct.precision.FLOAT32)
@@ -370,7 +370,7 @@ def _min_target(ct, name: str):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet():
     """coremltools prints progress bars and a torch-version warning on stderr; keep the CLI's output clean."""
     buf = io.StringIO()
     with contextlib.redirect_stderr(buf):

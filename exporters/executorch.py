@@ -8,6 +8,7 @@ with ExecuTorch's own runtime, the one the parity check and `bench` use.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -58,8 +59,9 @@ def lower(program: torch.export.ExportedProgram, example_inputs: tuple[torch.Ten
     config = EdgeCompileConfig(_check_ir_validity=False)
     # Constants computed from weights alone (GR-KAN's coefficients picked out of its parameters, the class
     # token's expand) folded before partitioning: XNNPACK has no select_copy, and they need no run time.
-    edge = to_edge_transform_and_lower(program, transform_passes=[_constant_prop()], partitioner=[partitioner],
-                                       compile_config=config)
+    with _converter_output(delegate):
+        edge = to_edge_transform_and_lower(program, transform_passes=[_constant_prop()], partitioner=[partitioner],
+                                           compile_config=config)
     return edge, edge.to_executorch()
 
 
@@ -72,6 +74,8 @@ def convert(program: torch.export.ExportedProgram, example_inputs: Sequence[torc
     info = delegation(ep.graph_module)
     info["delegate"] = {"xnnpack": "XNNPACK", "coreml": "CoreML"}[delegate]
     info["verified_here"] = delegate == "xnnpack"  # the Core ML backend runs only on Apple platforms
+    if delegate == "coreml":  # off Apple platforms: the Core ML program it embeds, on our interpreter
+        info["host_runner"] = "executorch-coreml-mlinterp"
     return {
         "artifact": Path(out_path),
         "converter": "executorch (to_edge_transform_and_lower)",
@@ -94,6 +98,15 @@ def delegation(graph_module: torch.fx.GraphModule) -> dict[str, Any]:
             "partitions": int(d.num_delegated_subgraphs), "undelegated_ops": dict(sorted(left.items()))}
 
 
+def _converter_output(delegate: str) -> Any:
+    """The Core ML backend runs coremltools, whose progress bars and warnings would fill the CLI's stderr."""
+    if delegate != "coreml":
+        return contextlib.nullcontext()
+    from .coreml import quiet
+
+    return quiet()
+
+
 def _constant_prop() -> Any:
     """ExecuTorch's constant propagation as an edge transform pass (quantize/dequantize ops are kept)."""
     from executorch.exir.pass_base import ExportedProgramPassBase, ExportedProgramPassResult
@@ -108,9 +121,13 @@ def _constant_prop() -> Any:
 
 def _partitioner(delegate: str, precision: str) -> Any:
     if delegate == "coreml":
+        import coremltools as ct
+        from executorch.backends.apple.coreml.compiler import CoreMLBackend
         from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
-        return CoreMLPartitioner()
+        # The backend computes in fp16 unless told otherwise: an fp32 .pte must compute in fp32.
+        compute = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
+        return CoreMLPartitioner(compile_specs=CoreMLBackend.generate_compile_specs(compute_precision=compute))
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
     from .executorch_xnnpack import partitioner_configs

@@ -445,12 +445,18 @@ def parity_check(artifact: Path, reference: torch.nn.Module, result_inputs: list
                  ) -> tuple[Any | None, str | None, dict[str, Any] | None]:
     """(report, None, runtime info) after running the artifact on this host's runtime for it (devicebench's
     registry), or (None, reason, None) when this host has none."""
-    from mobiledeploy.devicebench.runners import host_runner_class, load_runner
+    from mobiledeploy.devicebench.runners import get_runner, host_runner_class, load_runner
     from mobiledeploy.exporters import parity
 
-    if (target_info or {}).get("verified_here") is False:  # e.g. a .pte lowered to ExecuTorch's Core ML backend
+    named = (target_info or {}).get("host_runner")  # a reference runner the target chose (Core ML in a .pte)
+    if named:
+        cls = get_runner(named)
+        if not cls.available():
+            return None, f"this host lacks {cls.name} for its {target_info.get('delegate')} delegate", None
+    elif (target_info or {}).get("verified_here") is False:
         return None, f"this host has no runtime for its {target_info.get('delegate')} delegate", None
-    cls = host_runner_class(artifact)
+    else:
+        cls = host_runner_class(artifact)
     if cls is None:
         return None, f"no runtime for {Path(artifact).suffix} files on this host", None
     runner = load_runner(artifact, threads=1, cls=cls)

@@ -6,6 +6,7 @@ model on this machine); the full-size models are marked slow.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -177,14 +178,48 @@ def test_xnnpack_visitors_in_both_layouts(conv, mul, sizes, tmp_path):
     assert np.array_equal(out, ref) if not conv else rel_l2(out, ref) <= REL_L2
 
 
-def test_coreml_delegate_lowers_but_is_not_verified_here(tmp_path):
-    """The Core ML backend lowers on Linux (our ops are put back to ATen first); it runs only on Apple platforms."""
+def test_coreml_delegate_checked_through_the_interpreter(tmp_path):
+    """The Core ML backend lowers on Linux (our ops are put back to ATen first) and runs only on Apple
+    platforms; the Core ML program the .pte embeds runs on our interpreter, in fp32 for an fp32 .pte."""
     pytest.importorskip("coremltools")
+    from mobiledeploy.devicebench.executorch_coreml import ExecuTorchCoreMLRunner, embedded_package
     from mobiledeploy.devicebench.executorch_runner import plan_counts
+    from mobiledeploy.errors import UserError
 
     x = torch.randn(1, 3, 14, 14)
-    info = ET.convert(ours(mini_ghostnetv2(), x), (x,), "fp32", tmp_path / "m_coreml.pte", delegate="coreml")
-    assert info["extra"]["delegate"] == "CoreML" and info["extra"]["verified_here"] is False
-    assert info["extra"]["partitions"] == 1, info["extra"]
+    model = mini_ghostnetv2()
+    info = ET.convert(ours(model, x), (x,), "fp32", tmp_path / "m_coreml.pte", delegate="coreml")
+    extra = info["extra"]
+    assert extra["delegate"] == "CoreML" and extra["verified_here"] is False
+    assert extra["host_runner"] == ExecuTorchCoreMLRunner.name and extra["partitions"] == 1, extra
     counts = plan_counts(Path(info["artifact"]).read_bytes())
     assert counts["partitions"] == 1 and "CoreMLBackend" in counts["delegate"]
+    runner = ExecuTorchCoreMLRunner(str(info["artifact"]), 1)
+    for seed in range(2):
+        xi = torch.randn(1, 3, 14, 14, generator=torch.Generator().manual_seed(seed))
+        got = runner.run({"input": xi.numpy()})["output"]
+        with torch.no_grad():
+            assert rel_l2(got, model(xi).numpy()) <= REL_L2  # fp32 compute (the backend's default is fp16)
+    xnn = ET.convert(ours(model, x), (x,), "fp32", tmp_path / "m_xnnpack.pte")["artifact"]
+    with pytest.raises(UserError, match="not one Core ML piece"):  # nothing else is passed off as Core ML
+        embedded_package(Path(xnn).read_bytes(), tmp_path / "unpacked")
+
+
+def test_cli_coreml_delegate_is_verified_on_the_interpreter(tmp_path, capsys):
+    """Through the CLI: verified (not "not verified"), the table says on what, coremltools' progress bars are
+    not on stderr, and `verify` re-checks it the same way."""
+    pytest.importorskip("coremltools")
+    from mobiledeploy.cli import main
+
+    torch.manual_seed(0)
+    torch.export.save(torch.export.export(mini_ghostnetv2(), (torch.randn(1, 3, 16, 16),)), str(tmp_path / "g.pt2"))
+    rc = main(["export", str(tmp_path / "g.pt2"), "-t", "executorch", "--delegate", "coreml", "--out",
+               str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "verified" in out and "not verified" not in out
+    assert "checked on mobiledeploy Core ML reference interpreter" in out
+    assert "Running MIL" not in err and "Traceback" not in err
+    m = json.loads((tmp_path / "o" / "g.pte.json").read_text())
+    assert m["verified"] and m["parity"]["rel_l2"] <= REL_L2 and "interpreter" in m["versions"]["runtime"]["name"]
+    assert main(["verify", str(tmp_path / "o" / "g.pte")]) == 0

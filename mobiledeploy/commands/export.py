@@ -284,6 +284,8 @@ def print_result(console, manifests: list[Manifest], artifacts: list[Path]) -> N
                      f"{info['partitions']} partition(s)")
         if "opset" in info:
             line += f"; opset {info['opset']}"
+        if info.get("host_runner") and m.versions.runtime and m.versions.runtime.name:
+            line += f"; checked on {m.versions.runtime.name}"  # a reference, not the device runtime
         notes.append(line)
         if p and p.float64:  # the row's figures are against float64: say why and what PyTorch fp32 gave
             f = p.float64

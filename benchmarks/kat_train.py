@@ -9,10 +9,18 @@ launch-bound steps swing widely.
     python benchmarks/kat_train.py [--rounds 5] [--steps 30] [--models vit,kat,vit_compile,kat_compile]
                                    [--out results.json]
     torchrun --nproc-per-node N benchmarks/kat_train.py --ddp [...]   # DDP, --batch images per GPU
+    torchrun --nproc-per-node N benchmarks/kat_train.py --fsdp --models vit,kat,vit_compile,kat_compile
 
 With --ddp (under torchrun) every rank trains its own model replica wrapped in DistributedDataParallel
 (NCCL on GPUs, gloo on the CPU) on --batch images; the figures are images/s per GPU, the median over
-ranks of each rank's rounds, printed and written by rank 0.
+ranks of each rank's rounds, printed and written by rank 0. --fsdp is the same with FSDP2 instead:
+each transformer block, then the whole model, `fully_shard`ed over a 1-D device mesh of all ranks
+(parameters, gradients and AdamW state sharded; a block's parameters are all-gathered for its forward
+and backward, so GR-KAN gets whole plain tensors, and resharded after forward). With --fsdp, *_compile
+compiles each block before sharding it (torchtitan's way; patch embedding and head stay eager) rather
+than the whole model, and *_cudagraphs is refused. Only the CPU/gloo path of --fsdp has run so far
+(`torchrun --nproc-per-node 2 benchmarks/kat_train.py --fsdp --models vit,kat` on a CPU, and the
+gradient test tests/test_grkan_fsdp.py); no GPU has run it and no multi-GPU figures exist yet.
 
 Models: vit, kat (our Triton op), kat_ref (PyTorch reference rational), *_compile variants
 (torch.compile of the whole model) and *_cudagraphs variants (torch.compile with
@@ -36,8 +44,9 @@ import torch.nn.functional as F
 from mobiledeploy.fsio import write_json
 
 
-def build(kind: str, device: str, num_classes: int = 1000, ddp: bool = False):
-    """(model, step callable) for one entry of --models; ddp wraps the model in DistributedDataParallel."""
+def build(kind: str, device: str, num_classes: int = 1000, ddp: bool = False, fsdp: bool = False):
+    """(model, step callable) for one entry of --models; ddp wraps the model in DistributedDataParallel,
+    fsdp shards it with FSDP2 (each block, then the whole model)."""
     from mobiledeploy.models.kat import KAT
 
     base = kind.removesuffix("_cudagraphs").removesuffix("_compile")
@@ -50,12 +59,16 @@ def build(kind: str, device: str, num_classes: int = 1000, ddp: bool = False):
     else:
         raise SystemExit(f"unknown model {kind!r}")
     model = model.to(device).train()
+    if fsdp:  # before the optimizer is built: it must get the sharded parameters (DTensors)
+        _fully_shard(model, kind, device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.05, fused=device == "cuda")
     fwd = model
     if ddp:
         fwd = torch.nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()]
                                                         if device == "cuda" else None)
-    if kind.endswith("_cudagraphs"):  # compile + CUDA graphs: what is left when host launch overhead is gone
+    if fsdp:  # _fully_shard compiled the blocks (*_compile) or refused (*_cudagraphs)
+        pass
+    elif kind.endswith("_cudagraphs"):  # compile + CUDA graphs: what is left when host launch overhead is gone
         fwd = torch.compile(fwd, mode="reduce-overhead")
     elif kind.endswith("_compile"):
         fwd = torch.compile(fwd)
@@ -101,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--ddp", action="store_true", help="DistributedDataParallel under torchrun: img/s per GPU")
+    ap.add_argument("--fsdp", action="store_true", help="FSDP2 (fully_shard) under torchrun: img/s per GPU")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.ddp and args.fsdp:
+        ap.error("--ddp and --fsdp: pick one")
+    distributed = args.ddp or args.fsdp
     gpu = torch.cuda.is_available()
-    rank, world = _init_distributed(gpu) if args.ddp else (0, 1)
+    rank, world = _init_distributed(gpu, "--fsdp" if args.fsdp else "--ddp") if distributed else (0, 1)
     say = print if rank == 0 else _silent  # one rank reports
     if args.out and rank == 0:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -123,21 +140,23 @@ def main(argv: list[str] | None = None) -> int:
             "the training numbers need a GPU.", flush=True)
         args.batch, args.rounds, args.steps, args.warmup = 2, 2, 2, 1
         args.models = cpu_models(args.models)
-    if args.ddp:
-        env["ddp_world_size"] = world
+    if distributed:
+        env["fsdp2_world_size" if args.fsdp else "ddp_world_size"] = world
     say("environment:", json.dumps(env), flush=True)
     kinds = args.models.split(",")
     device, x, y = setup(args.batch)
 
     result = {"schema": "mobiledeploy.bench.kat_train/1", "env": env, "device": device,
-              "protocol": {"batch": args.batch, "per_gpu": args.ddp, "world_size": world, "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
+              "protocol": {"batch": args.batch, "per_gpu": distributed, "world_size": world,
+                           "parallel": "fsdp2" if args.fsdp else "ddp" if args.ddp else None,
+                           "rounds": args.rounds, "steps": args.steps, "warmup": args.warmup,
                            "amp": "bf16" if gpu else "fp32", "optimizer": "AdamW fused" if gpu else "AdamW"},
               "models": {}}
     steps = {}
     for kind in kinds:
         t = time.perf_counter()
         try:
-            _, step = build(kind, device, ddp=args.ddp)
+            _, step = build(kind, device, ddp=args.ddp, fsdp=args.fsdp)
             for _ in range(args.warmup):  # compiles and tunes here
                 step(x, y)
             sync(device)
@@ -155,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                 step(x, y)
             sync(device)
             ips = args.steps * args.batch / (time.perf_counter() - t)
-            if args.ddp:  # the median rank of this round, so that every rank's figure counts
+            if distributed:  # the median rank of this round, so that every rank's figure counts
                 ips = _median_over_ranks(ips, device, world)
             result["models"][kind]["img_s"].append(ips)
             say(f"round {r + 1}: {kind:<12} {ips:8.1f} img/s", flush=True)
@@ -174,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and rank == 0:
         write_json(args.out, result, indent=1)
         say(f"wrote {args.out}")
-    if args.ddp:
+    if distributed:
         torch.distributed.destroy_process_group()
     return 0
 
@@ -183,10 +202,27 @@ def _silent(*_, **__) -> None:
     pass
 
 
-def _init_distributed(gpu: bool) -> tuple[int, int]:
+def _fully_shard(model: torch.nn.Module, kind: str, device: str) -> None:
+    """FSDP2 over all ranks: each block (torch.compile'd first for *_compile, FSDP's hooks outside the
+    compiled block), then the root."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    if kind.endswith("_cudagraphs"):
+        raise ValueError("CUDA graphs (*_cudagraphs) are not run under --fsdp")
+    mesh = init_device_mesh(device, (torch.distributed.get_world_size(),))
+    for i, block in enumerate(model.blocks):
+        if kind.endswith("_compile"):
+            block = model.blocks[i] = torch.compile(block)
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+def _init_distributed(gpu: bool, flag: str) -> tuple[int, int]:
     """(rank, world size) of this torchrun process; one GPU per rank (LOCAL_RANK), NCCL, or gloo on the CPU."""
     if "RANK" not in os.environ:
-        raise SystemExit("error: --ddp needs torchrun, e.g. torchrun --nproc-per-node 8 benchmarks/kat_train.py --ddp")
+        raise SystemExit(f"error: {flag} needs torchrun, e.g. "
+                         f"torchrun --nproc-per-node 8 benchmarks/kat_train.py {flag}")
     if gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     torch.distributed.init_process_group("nccl" if gpu else "gloo")

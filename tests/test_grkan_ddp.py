@@ -22,13 +22,13 @@ if not torch.distributed.is_available() or not torch.distributed.is_gloo_availab
 WORKER = Path(__file__).with_name("_grkan_ddp_worker.py")
 
 
-def _run(tmp_path: Path, world: int) -> list[dict[str, torch.Tensor]]:
-    """Start `world` worker processes (each its own rank, all at once) and return each one's gradients."""
+def _run(tmp_path: Path, world: int, worker: Path = WORKER) -> list[dict]:
+    """Start `world` processes of `worker` (each its own rank, all at once) and return what each one saved."""
     env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1")
     env.pop("MOBILEDEPLOY_GRKAN_BACKEND", None)
-    init = tmp_path / f"init-{world}"
-    outs = [tmp_path / f"grads-{world}-{r}.pt" for r in range(world)]
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), str(world), str(init), str(outs[r])], env=env,
+    init = tmp_path / f"init-{worker.stem}-{world}"
+    outs = [tmp_path / f"out-{worker.stem}-{world}-{r}.pt" for r in range(world)]
+    procs = [subprocess.Popen([sys.executable, str(worker), str(r), str(world), str(init), str(outs[r])], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(world)]
     logs = []
     for p in procs:

@@ -41,9 +41,10 @@ venv_version() {
 NUMPY_V=$(venv_version numpy); LITERT_V=$(venv_version ai-edge-litert); ORT_V=$(venv_version onnxruntime)
 WHEELS=("numpy${NUMPY_V:+==$NUMPY_V}" "ai-edge-litert${LITERT_V:+==$LITERT_V}" "onnxruntime${ORT_V:+==$ORT_V}")
 # ExecuTorch: only the runtime's shared libraries from the aarch64 executorch wheel (executorch/lib: the
-# core, XNNPACK, optimized/quantized kernels, none links torch; its Python package needs torch, ~1 GB
-# emulated) plus scripts/executorch_shim.cpp cross-compiled against them, which the agent's
-# executorch-native runner calls through ctypes (FINDINGS.md "ExecuTorch on the board").
+# core, XNNPACK, optimized/quantized kernels, none links torch; its Python package needs torch, whose PyPI
+# aarch64 wheel is 454 MB and pulls the CUDA 13 wheels) plus scripts/executorch_shim.cpp cross-compiled
+# against them, which the agent's executorch-native runner calls through ctypes (README.md, "An emulated
+# ARM64 board").
 ET_V=$(venv_version executorch); ET_V=${ET_V:-1.5.1}
 ET_SHIM_HASH=$(sha256sum "$REPO/scripts/executorch_shim.cpp" | cut -c1-16)
 # pip takes these tags literally (no glibc range): list what Debian 12 (glibc 2.36) can load.

@@ -102,7 +102,9 @@ prerequisites() {
     fi
     if ! command -v "$(cxx_aarch64)" >/dev/null && command -v apt-get >/dev/null; then
         say "installing g++-aarch64-linux-gnu (builds the ExecuTorch shim for the board)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++-aarch64-linux-gnu >/dev/null 2>&1 || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++-aarch64-linux-gnu >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q g++-aarch64-linux-gnu >/dev/null 2>&1; } || true
     fi
     command -v "$(cxx_aarch64)" >/dev/null \
         || { echo "no aarch64 C++ compiler for the ExecuTorch shim (apt-get install g++-aarch64-linux-gnu)"; return; }

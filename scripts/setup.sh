@@ -43,3 +43,14 @@ if [ "${MOBILEDEPLOY_SKIP_SYSTEM:-0}" != 1 ] && [ "$(uname -m)" != aarch64 ] \
             || echo "warning: could not install qemu-user-static; the arm tests will skip with the reason" >&2
     fi
 fi
+# The board's ExecuTorch shim (scripts/executorch_shim.cpp) is cross-compiled: an aarch64 C++ compiler.
+if [ "${MOBILEDEPLOY_SKIP_SYSTEM:-0}" != 1 ] && [ "$(uname -m)" != aarch64 ] \
+        && ! command -v aarch64-linux-gnu-g++ >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "installing g++-aarch64-linux-gnu (builds the emulated ARM64 board's ExecuTorch shim)" >&2
+        (DEBIAN_FRONTEND=noninteractive apt-get install -y -q g++-aarch64-linux-gnu >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+                 apt-get install -y -q g++-aarch64-linux-gnu >/dev/null 2>&1; }) \
+            || echo "warning: could not install g++-aarch64-linux-gnu; the arm tests will skip with the reason" >&2
+    fi
+fi

@@ -300,12 +300,19 @@ def _break_onnx(artifact: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from mobiledeploy import manifest as mf
-
     model = onnx.load(str(artifact))
     init = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
     w = numpy_helper.to_array(init).astype(np.float32) * np.float32(1.001)
     init.CopyFrom(numpy_helper.from_array(w, init.name))
+    _save_consistent(model, artifact)
+
+
+def _save_consistent(model, artifact: Path) -> None:
+    """Save an edited ONNX model over the artifact and re-record its sha256, so only its numbers are wrong."""
+    import onnx
+
+    from mobiledeploy import manifest as mf
+
     onnx.save(model, str(artifact))
     man = mf.manifest_path(artifact)
     m = json.loads(man.read_text())
@@ -333,8 +340,6 @@ def test_onnx_test_runner_undecided_is_not_verified(phone, onnx_model, tmp_path,
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from mobiledeploy import manifest as mf
-
     art = _copy(onnx_model, tmp_path)
     sess = ort.InferenceSession(str(art))
     x = np.random.default_rng(0).standard_normal(sess.get_inputs()[0].shape).astype(np.float32)
@@ -345,11 +350,7 @@ def test_onnx_test_runner_undecided_is_not_verified(phone, onnx_model, tmp_path,
     w = numpy_helper.to_array(weight).astype(np.float32).copy()
     w[k] *= np.float32(1 + 1e-4 * np.sqrt(np.mean(np.square(logits))) / abs(logits[k]))
     weight.CopyFrom(numpy_helper.from_array(w, weight.name))
-    onnx.save(model, str(art))
-    man = mf.manifest_path(art)
-    m = json.loads(man.read_text())
-    m["sha256"] = mf.sha256(art)
-    man.write_text(json.dumps(m))
+    _save_consistent(model, art)
     rc, res, err = _verify([str(art), "--device", f"adb://{SERIAL}", "--onnx-test-runner",
                             str(DOUBLES / "fake_onnx_test_runner"), "--random", "2"], capsys)
     assert rc == 4, err

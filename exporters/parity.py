@@ -322,9 +322,10 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
 
     `output_names` are the artifact outputs that correspond, in order, to the model's outputs.
     """
-    per, refs, gots = [], [], []
+    per, refs, refs32, gots = [], [], [], []
     for s in batch:
         ref = reference_outputs(reference, s.arrays)
+        refs32.append(ref)
         refs.append(np.concatenate([np.asarray(a, np.float64).ravel() for a in ref]))
         got = run(artifact, dict(zip(input_names, s.feeds)))
         missing = [n for n in output_names if n not in got]
@@ -355,7 +356,7 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
                                                   or agg["top1_agreement"] >= tol["top1_agreement"]))
     float64 = None
     if not ok and precision == "fp32":
-        judged64 = _judge_float64(reference, batch, gots, per, output_names)
+        judged64 = _judge_float64(reference, batch, refs32, gots, per, output_names)
         if judged64 is not None:
             judged, agg, tol, float64 = judged64
             ok = float64.pop("passed")
@@ -381,9 +382,9 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
     )
 
 
-def float64_outputs(module: Callable, arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
-    """The model run in float64 (a copy of it), outputs flattened like reference_outputs; None when it
-    cannot run in float64 (an op or a constant fixed to float32)."""
+def float64_model(module: Callable) -> Callable[[Sequence[np.ndarray]], list[np.ndarray] | None] | None:
+    """A float64 copy of the model as `arrays -> outputs` (flattened like reference_outputs; None where it
+    cannot run in float64: an op or a constant fixed to float32), or None for a module that is not one."""
     import copy
 
     from torch.utils import _pytree as pytree
@@ -391,28 +392,39 @@ def float64_outputs(module: Callable, arrays: Sequence[np.ndarray]) -> list[np.n
     if not isinstance(module, torch.nn.Module):
         return None
     try:
-        m64 = copy.deepcopy(module).double()
-        with torch.no_grad():
-            xs = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-            out = m64(*[x.double() if x.is_floating_point() else x for x in xs])
-    except Exception:  # not every model runs in float64; it is then judged against fp32 alone
+        m64 = copy.deepcopy(module).double()  # once per check, not per sample
+    except Exception:  # a module that cannot be copied or cast: judged against fp32 alone
         return None
-    leaves = [t.detach() for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
-    if any(t.dtype != torch.float64 for t in leaves if t.is_floating_point()):
-        return None  # part of it stayed in float32: not an exact reference
-    return [t.numpy() for t in leaves]
+
+    def run(arrays: Sequence[np.ndarray]) -> list[np.ndarray] | None:
+        try:
+            with torch.no_grad():
+                xs = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
+                out = m64(*[x.double() if x.is_floating_point() else x for x in xs])
+        except Exception:  # not every model runs in float64; it is then judged against fp32 alone
+            return None
+        leaves = [t.detach() for t in pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if any(t.dtype != torch.float64 for t in leaves if t.is_floating_point()):
+            return None  # part of it stayed in float32: not an exact reference
+        return [t.numpy() for t in leaves]
+
+    return run
 
 
-def _judge_float64(reference: Callable, batch: Sequence[Sample], gots: Sequence[Sequence[np.ndarray]],
-                   per: list[dict[str, Any]], output_names: Sequence[str]) -> tuple | None:
+def _judge_float64(reference: Callable, batch: Sequence[Sample], refs32: Sequence[Sequence[np.ndarray]],
+                   gots: Sequence[Sequence[np.ndarray]], per: list[dict[str, Any]], output_names: Sequence[str]
+                   ) -> tuple | None:
     """Judge an fp32 artifact that missed the bar against float64 (FLOAT64_FACTOR): (per-sample
     figures, aggregate, tolerance, float64 facts incl. 'passed'), or None where float64 cannot run."""
     judged, torch_errs, vs32 = [], [], []
-    for s, got, m32 in zip(batch, gots, per):
-        ref64 = float64_outputs(reference, s.arrays)
+    exact = float64_model(reference)
+    if exact is None:
+        return None
+    for s, ref32, got, m32 in zip(batch, refs32, gots, per):
+        ref64 = exact(s.arrays)
         if ref64 is None:
             return None
-        torch_err = compare(ref64, reference_outputs(reference, s.arrays))["rel_l2"]
+        torch_err = compare(ref64, ref32)["rel_l2"]
         m = compare(ref64, got, output_names)
         m.update(input=s.name, judged=True, rel_l2_vs_fp32=m32["rel_l2"], torch_fp32_rel_l2=torch_err)
         judged.append(m)

@@ -258,9 +258,11 @@ class ExecuTorchTarget(Target):
         return result
 
     def extra_files(self, artifact: Path, target_info: dict[str, Any]) -> list[Path]:
-        """`<name>.bpte` beside the `.pte` when the export asked for --bundled-io."""
-        if not target_info.get("bundled_io"):
-            return []
-        from .executorch_bundled import write_beside
+        """`<name>.bpte` beside the `.pte` when the export asked for --bundled-io; without it, a `.bpte` an
+        earlier export left there is removed (it bundles the program this export replaced)."""
+        from .executorch_bundled import bundled_path, write_beside
 
+        if not target_info.get("bundled_io"):
+            bundled_path(artifact).unlink(missing_ok=True)
+            return []
         return [write_beside(artifact, target_info["bundled_io"])]

@@ -193,6 +193,16 @@ def test_int8_bpte_is_judged_as_the_export_was(exported, tmp_path, capsys):
     assert got["rel_l2"] == pytest.approx(parity["rel_l2"], rel=1e-6, abs=1e-9)
 
 
+def test_force_without_bundled_io_removes_the_stale_bpte(exported, tmp_path):
+    """A --force re-export without --bundled-io replaces the program: the old .bpte would bundle the old one."""
+    out = tmp_path / "again"
+    for extra in (["--bundled-io"], ["--force"]):
+        assert main(["export", str(exported["dir"] / "tiny.pt2"), "-t", "executorch", "--out", str(out),
+                     *extra]) == 0
+        assert (out / "tiny.bpte").exists() == (extra == ["--bundled-io"])
+    assert (out / "tiny.pte").exists()
+
+
 def test_bundled_io_is_an_executorch_option(exported, capsys):
     rc = main(["export", str(exported["dir"] / "tiny.pt2"), "-t", "onnx", "--bundled-io", "--out",
                str(exported["dir"] / "onnx")])

@@ -131,10 +131,17 @@ def test_unknown_key_is_refused_without_a_prompt(sshd, artifacts, tmp_path, caps
 
 def test_ctrl_c_stops_the_agent_and_removes_the_folder(sshd, artifacts, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mobiledeploy", "bench", str(artifacts["onnx"]), "--runs", "1000000",
-         "--warmup", "0", "--min-seconds", "120", *_ssh_args(sshd)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The CLI must get SIGINT as from a terminal. A test run started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and so would the CLI (Python keeps an inherited SIG_IGN): a Python-level
+    # handler here is reset to the default on exec, so the child always starts with Ctrl-C live.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mobiledeploy", "bench", str(artifacts["onnx"]), "--runs", "1000000",
+             "--warmup", "0", "--min-seconds", "120", *_ssh_args(sshd)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         pid_file = None
         deadline = time.monotonic() + 60

@@ -55,6 +55,16 @@ class ExecuTorchRunner(Runner):
     extra = "executorch"
     board_pip = "numpy torch executorch"
 
+    @classmethod
+    def load_runtime(cls) -> None:
+        try:
+            import torch  # noqa: F401
+
+            _bindings()
+            import executorch.runtime  # noqa: F401
+        except Exception:
+            pass  # missing or broken: __init__ raises it where the load reports it (the extra to install)
+
     def __init__(self, artifact: str, threads: int) -> None:
         super().__init__(artifact, threads)
         _require("executorch", type(self))
@@ -134,17 +144,21 @@ class ExecuTorchRunner(Runner):
         return table
 
 
-def reset_threadpool(threads: int) -> None:
-    """Give ExecuTorch's process-wide XNNPACK pool `threads` threads, without its C++ info lines on stderr."""
+def _bindings() -> Any:
+    """ExecuTorch's pybindings module, imported quietly."""
     import logging
 
     # Importing the bindings imports torchao, whose pytree registration makes torch log a deprecation
     # warning: not ours to fix, and noise in every verify and bench.
     with quiet_logger("torch.utils._pytree", logging.ERROR):
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from executorch.extension.pybindings import portable_lib
+    return portable_lib
 
+
+def reset_threadpool(threads: int) -> None:
+    """Give ExecuTorch's process-wide XNNPACK pool `threads` threads, without its C++ info lines on stderr."""
     with quiet_native_stderr(*NOISE):
-        _unsafe_reset_threadpool(int(threads))  # private, but the only thread control from Python
+        _bindings()._unsafe_reset_threadpool(int(threads))  # private, but the only thread control from Python
 
 
 def plan_counts(data: bytes) -> dict[str, Any]:

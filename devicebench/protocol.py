@@ -203,6 +203,7 @@ def pin(cores: Sequence[int] | None) -> None:
 def _load(artifact: str, runtime: str, proto: Protocol, label: str) -> Measured:
     cls = runner_for(artifact, runtime)
     manifest = find_manifest(artifact) if os.path.exists(artifact) else None
+    cls.load_runtime()  # the import is not the load: init and memory are the artifact's alone
     rss0 = rss_mb()
     t0 = time.perf_counter_ns()
     try:

@@ -49,6 +49,7 @@ class OnnxRuntimeRunner(Runner):
     suffixes = (".onnx", ".ort")
     extra = "onnx"
     board_pip = "numpy onnxruntime"
+    runtime_modules = ("onnxruntime",)
 
     def __init__(self, artifact: str, threads: int) -> None:
         super().__init__(artifact, threads)
@@ -123,6 +124,7 @@ class LiteRTRunner(Runner):
     suffixes = (".tflite",)
     extra = "tflite"
     board_pip = "numpy ai-edge-litert   (older boards: pip install numpy tflite-runtime)"
+    runtime_modules = ("ai_edge_litert.interpreter",)  # (a tflite-runtime board imports its fallback in the load)
 
     def __init__(self, artifact: str, threads: int) -> None:
         super().__init__(artifact, threads)
@@ -246,6 +248,7 @@ class TorchRunner(Runner):
     suffixes = (".pt2",)
     extra = "all"
     board_pip = "numpy torch"
+    runtime_modules = ("torch",)
 
     def __init__(self, artifact: str, threads: int) -> None:
         super().__init__(artifact, threads)

@@ -7,6 +7,7 @@ exports are built at most once per session however many test files ask for them.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -45,24 +46,32 @@ def export(module: torch.nn.Module, example: torch.Tensor, target: str, out: Pat
 
 @dataclass
 class Digits:
-    """The trained digits classifier, its app-facing wrapper and fp32 exports."""
+    """The trained digits classifier, its app-facing wrapper and fp32 exports (made on first use)."""
 
     trained: object  # train_small.TrainedModel
     wrapper: torch.nn.Module  # NHWC [0, 1] input, normalisation inside
+    example: torch.Tensor
     x_train: np.ndarray  # (N, H, W, 3) pixels in [0, 255], what the app-facing graph takes
     x_test: np.ndarray
     y_test: np.ndarray
     torch_test: np.ndarray  # PyTorch logits of x_test
-    tflite: Path
-    onnx: Path
     workdir: Path
+
+    # Lazy: several users (the ARM board's fp16/int8 tests) need the checkpoint only, not these exports.
+    @functools.cached_property
+    def tflite(self) -> Path:
+        return export(self.wrapper, self.example, "tflite", self.workdir / "digits.tflite", "mobilenetv2_035")
+
+    @functools.cached_property
+    def onnx(self) -> Path:
+        return export(self.wrapper, self.example, "onnx", self.workdir / "digits.onnx", "mobilenetv2_035")
 
 
 _DIGITS: Digits | None = None
 
 
 def digits(workdir: Path) -> Digits:
-    """The shipped trained digits model, and its app-facing form exported to TFLite and ONNX once."""
+    """The shipped trained digits model and its app-facing form (exported to TFLite and ONNX on first use)."""
     global _DIGITS
     if _DIGITS is not None:
         return _DIGITS
@@ -79,9 +88,7 @@ def digits(workdir: Path) -> Digits:
     with torch.no_grad():
         ref = wrapper(torch.from_numpy(x_test)).numpy()
     workdir.mkdir(parents=True, exist_ok=True)
-    tfl = export(wrapper, example, "tflite", workdir / "digits.tflite", "mobilenetv2_035")
-    onx = export(wrapper, example, "onnx", workdir / "digits.onnx", "mobilenetv2_035")
-    _DIGITS = Digits(tm, wrapper, x_train, x_test, y_te.numpy(), ref, tfl, onx, workdir)
+    _DIGITS = Digits(tm, wrapper, example, x_train, x_test, y_te.numpy(), ref, workdir)
     return _DIGITS
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from mobiledeploy.errors import UserError, require
 
-from .runtime import Call, Runner, TensorSpec, register_runner
+from .runtime import Call, Runner, TensorSpec, recorded_output_names, register_runner
 
 BACKEND = "CoreMLBackend"
 
@@ -77,6 +77,7 @@ class ExecuTorchCoreMLRunner(Runner):
         self.model = CoreMLModel(str(self.package))
         self._in = [i.name for i in self.model.description.input]
         self._out = [o.name for o in self.model.description.output]
+        self._out_names = recorded_output_names(artifact, len(self._out))  # as ExecuTorchRunner names them
 
     def input_specs(self) -> list[TensorSpec]:
         # The .pte's own names (ExecuTorchRunner's), in the order the Core ML program takes them.
@@ -84,8 +85,7 @@ class ExecuTorchCoreMLRunner(Runner):
         return [TensorSpec("input" if n == 1 else f"input_{i}", [-1], "float32") for i in range(n)]
 
     def output_specs(self) -> list[TensorSpec]:
-        n = len(self._out)
-        return [TensorSpec("output" if n == 1 else f"output_{i}", [-1], "float32") for i in range(n)]
+        return [TensorSpec(name, [-1], "float32") for name in self._out_names]
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         feeds = {cm: np.ascontiguousarray(inputs[s.name]) for cm, s in zip(self._in, self.input_specs())}

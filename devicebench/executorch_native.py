@@ -20,7 +20,7 @@ import numpy as np
 
 from mobiledeploy.errors import UserError
 
-from .runtime import Call, Runner, TensorSpec, register_runner
+from .runtime import Call, Runner, TensorSpec, recorded_output_names, register_runner
 
 LIB_ENV = "MOBILEDEPLOY_EXECUTORCH_SHIM"
 # Where scripts/arm-board.sh puts the shim (beside the runtime libraries it links with $ORIGIN).
@@ -81,6 +81,8 @@ class ExecuTorchNativeRunner(Runner):
             raise UserError(f"ExecuTorch could not load {artifact}: {err.value.decode(errors='replace')}", None)
         self.handle = ctypes.c_void_p(handle)
         self.data = Path(artifact).read_bytes()
+        # A .pte stores no output names: those the export recorded (as ExecuTorchRunner names them).
+        self._out_names = recorded_output_names(artifact, self.lib.mdet_count(self.handle, 1))
 
     def __del__(self) -> None:
         handle = getattr(self, "handle", None)
@@ -96,8 +98,8 @@ class ExecuTorchNativeRunner(Runner):
             nd = self.lib.mdet_meta(self.handle, is_output, i, ctypes.byref(code), dims, _MAX_DIMS)
             if nd < 0:
                 raise UserError(f"{self.artifact}: {'output' if is_output else 'input'} {i} is not a tensor", None)
-            stem = "output" if is_output else "input"
-            specs.append(TensorSpec(f"{stem}_{i}" if n > 1 else stem, [int(d) for d in dims[:nd]],
+            name = self._out_names[i] if is_output else f"input_{i}" if n > 1 else "input"
+            specs.append(TensorSpec(name, [int(d) for d in dims[:nd]],
                                     np.dtype(_SCALAR.get(code.value, np.float32)).name))
         return specs
 

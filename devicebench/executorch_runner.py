@@ -17,7 +17,7 @@ import numpy as np
 
 from mobiledeploy.errors import quiet_logger, quiet_native_stderr
 
-from .runtime import Call, Runner, TensorSpec, _op_table, _require, register_runner
+from .runtime import Call, Runner, TensorSpec, _op_table, _require, recorded_output_names, register_runner
 
 # C++ info lines the runtime prints on fd 2 when its thread pool is (re)set (the first time also its CPU
 # probing: "[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version"). Other lines stay visible.
@@ -76,6 +76,8 @@ class ExecuTorchRunner(Runner):
         self.data = Path(artifact).read_bytes()
         self.program = self.runtime.load_program(self.data)
         self.method = self.program.load_method("forward")
+        # A .pte stores no output names: those the export recorded, so every target's outputs read alike.
+        self._out_names = recorded_output_names(artifact, self.method.metadata.num_outputs())
 
     def input_specs(self) -> list[TensorSpec]:
         meta = self.method.metadata
@@ -88,9 +90,9 @@ class ExecuTorchRunner(Runner):
 
     def output_specs(self) -> list[TensorSpec]:
         meta = self.method.metadata
-        n = meta.num_outputs()
-        return [TensorSpec(f"output_{i}" if n > 1 else "output", [int(d) for d in meta.output_tensor_meta(i).sizes()],
-                           _SCALAR.get(int(meta.output_tensor_meta(i).dtype()), "float32")) for i in range(n)]
+        return [TensorSpec(name, [int(d) for d in meta.output_tensor_meta(i).sizes()],
+                           _SCALAR.get(int(meta.output_tensor_meta(i).dtype()), "float32"))
+                for i, name in enumerate(self._out_names)]
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> Call:
         torch = self.torch

@@ -9,8 +9,10 @@ runtime (`executorch_runner.py`), each registered with the decorator below.
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -42,6 +44,8 @@ class Runner:
     # Imported before a load is timed: a load's time and memory are the artifact's, not the runtime's import
     # (ExecuTorch's took 4.4 s and ~0.9 GB, all charged to the first .pte of a bench).
     runtime_modules: ClassVar[tuple[str, ...]] = ()
+    # Set by a runner whose format stores no output names (a .pte): see recorded_output_names and name_outputs.
+    _out_names: list[str] | None = None
 
     @classmethod
     def load_runtime(cls) -> None:
@@ -65,6 +69,11 @@ class Runner:
         """The inputs the loaded artifact expects (-1 where a dim is dynamic)."""
         raise NotImplementedError
 
+    def name_outputs(self, names: Sequence[str]) -> None:
+        """Take the export's output names, in order, where the format stores none; a named format keeps its own."""
+        if self._out_names is not None and len(names) == len(self._out_names):
+            self._out_names = list(names)
+
     def output_specs(self) -> list[TensorSpec]:
         """The outputs, in the order `prepare`'s call returns them."""
         raise NotImplementedError
@@ -86,6 +95,24 @@ class Runner:
     def op_profile(self, inputs: dict[str, np.ndarray], runs: int) -> dict[str, Any]:
         """Per-op-type time per run, measured in a separate pass so profiling never touches the latency."""
         return {"available": False, "reason": f"{self.name} has no per-op profiler here"}
+
+
+def positional_names(count: int) -> list[str]:
+    """`output` for one output, else output_<i>: the names of outputs nobody named."""
+    return ["output"] if count == 1 else [f"output_{i}" for i in range(count)]
+
+
+def recorded_output_names(artifact: str, count: int) -> list[str]:
+    """Output names for a format that stores none (a `.pte`): the ones the export recorded in the manifest
+    beside the artifact, when it records `count` of them, else positional names."""
+    for cand in (Path(artifact + ".json"), Path(artifact).with_suffix(".json")):
+        try:
+            names = [o["name"] for o in json.loads(cand.read_text())["outputs"]]
+        except (OSError, ValueError, KeyError, TypeError):  # no manifest there, or not one of ours
+            continue
+        if len(names) == count and all(isinstance(n, str) for n in names):
+            return names
+    return positional_names(count)
 
 
 _RUNNERS: dict[str, type[Runner]] = {}

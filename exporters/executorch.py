@@ -19,7 +19,7 @@ import torch
 from mobiledeploy.errors import UserError, require
 from mobiledeploy.versions import dist_version
 
-from .targets import ExportRequest, Target, TargetResult, register_target
+from .targets import ExportRequest, Target, TargetResult, output_names, register_target
 
 # Checked by the pipeline before any heavy work, so a missing extra fails fast with its pip line.
 REQUIRES = ("executorch",)
@@ -81,7 +81,7 @@ def convert(program: torch.export.ExportedProgram, example_inputs: Sequence[torc
         "converter": "executorch (to_edge_transform_and_lower)",
         "converter_version": f"executorch {dist_version('executorch')}, torch {torch.__version__}",
         "inputs": [_io(f"input_{i}" if len(example_inputs) > 1 else "input", t) for i, t in enumerate(example_inputs)],
-        "outputs": _outputs(ep),
+        "outputs": _outputs(ep, program),
         "extra": {**info, "precision": precision},
     }
 
@@ -176,10 +176,13 @@ def _io(name: str, t: torch.Tensor) -> dict[str, Any]:
     return {"name": name, "shape": [int(d) for d in t.shape], "dtype": str(t.dtype).replace("torch.", "")}
 
 
-def _outputs(ep: torch.export.ExportedProgram) -> list[dict[str, Any]]:
+def _outputs(ep: torch.export.ExportedProgram, program: torch.export.ExportedProgram) -> list[dict[str, Any]]:
+    """The lowered program's outputs, named from the user's program (dict keys) as every target names them."""
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     vals = [a.meta.get("val") for a in out_node.args[0] if isinstance(a, torch.fx.Node)]
-    names = ["output"] if len(vals) == 1 else [f"output_{i}" for i in range(len(vals))]
+    names = output_names(program)  # dict keys / output_<i>, as the other targets name them (targets.output_names)
+    if names is None or len(names) != len(vals):
+        names = ["output"] if len(vals) == 1 else [f"output_{i}" for i in range(len(vals))]
     return [_io(n, v) for n, v in zip(names, vals) if v is not None]
 
 

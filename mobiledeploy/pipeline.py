@@ -460,6 +460,7 @@ def parity_check(artifact: Path, reference: torch.nn.Module, result_inputs: list
     if cls is None:
         return None, f"no runtime for {Path(artifact).suffix} files on this host", None
     runner = load_runner(artifact, threads=1, cls=cls)
+    runner.name_outputs([o["name"] for o in result_outputs])  # a .pte names none: the export's names, in order
     batch = parity.samples(input_shapes, mean, std, n_random=n_random, photos=photos, crop_pct=crop_pct,
                            specs=result_inputs, precision=precision, target_info=target_info)
     report = parity.check(reference, lambda _path, feeds: runner.run(feeds), artifact,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bench_support import REPO, free_port
 from mobiledeploy.cli import main
@@ -261,6 +262,37 @@ def test_pte_on_the_board(board, exported, model, capsys):
     row = next(line for line in table.splitlines() if line.strip().startswith("delegate"))
     assert row.split()[-1] == "XNNPACK"  # the board's column of the table
     assert "executorch C++ runtime (no torch) 1.5.1" in table
+
+
+class TwoHeads(torch.nn.Module):
+    """A user's detector-style model returning a dict: scores and boxes per location."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU())
+        self.cls, self.box = torch.nn.Conv2d(8, 5, 1), torch.nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.body(x)
+        return {"scores": self.cls(f).flatten(2).transpose(1, 2), "boxes": self.box(f).flatten(2).transpose(1, 2)}
+
+
+def test_a_dict_output_model_keeps_its_output_names_on_the_board(board, tmp_path, capsys):
+    """Every output judged on the board under the name the export gave it, on every target (a .pte stores
+    no names: the board's runner takes them from the manifest shipped beside it)."""
+    torch.manual_seed(0)
+    pt2 = tmp_path / "heads.pt2"
+    torch.export.save(torch.export.export(TwoHeads().eval(), (torch.randn(1, 3, 24, 20),)), str(pt2))
+    targets = ("tflite", "onnx", "executorch")
+    assert main(["export", str(pt2), "-t", ",".join(targets), "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    for target in targets:
+        artifact = tmp_path / "o" / f"heads{get_target(target).suffix}"
+        rc, res = verify_json([str(artifact), *board.args(), "--random", "2", "--no-photos"], capsys)
+        assert rc == 0, (target, res)
+        assert res["on_device"]["facts"]["machine"] == "aarch64"
+        assert list(res["on_device"]["parity"]["outputs"]) == ["scores", "boxes"], target
+        assert all(f["rel_l2"] <= FP32_BAR for f in res["on_device"]["parity"]["outputs"].values()), target
 
 
 def test_full_size_ghostnetv2_on_the_board(board, exported, capsys):

@@ -71,19 +71,36 @@ def _run(args: list[str], capsys) -> tuple[int, str, str]:
                                          ("nested", ["det_0", "det_1", "feat"])])
 def test_every_output_on_every_target_named_alike(kind, names, tmp_path, capsys):
     pt2 = _pt2(Detector(kind), tmp_path / f"{kind}.pt2")
-    rc, out, err = _run(["export", str(pt2), "-t", "onnx,tflite,coreml", "--out", str(tmp_path / "o"), "--json"],
+    targets = ["onnx", "tflite", "coreml", "executorch"]
+    rc, out, err = _run(["export", str(pt2), "-t", ",".join(targets), "--out", str(tmp_path / "o"), "--json"],
                         capsys)
     assert rc == 0, err
     manifests = json.loads(out)
-    assert [m["target"] for m in manifests] == ["onnx", "tflite", "coreml"]
-    ref = Detector(kind).eval()
+    assert [m["target"] for m in manifests] == targets
     for m in manifests:
         assert [o["name"] for o in m["outputs"]] == names, m["target"]
         assert m["verified"] and m["parity"]["rel_l2"] <= 1e-5
         # Each output is judged on its own: its figures are in the manifest, by name.
         assert list(m["parity"]["outputs"]) == names
         assert all(f["rel_l2"] <= 1e-5 for f in m["parity"]["outputs"].values())
-    del ref
+    # A .pte does not name its outputs: the runtime takes the names the export recorded, so a later verify
+    # compares each output under the name every other target uses.
+    rc, out, err = _run(["verify", str(tmp_path / "o" / f"{kind}.pte"), "--json"], capsys)
+    assert rc == 0, err
+    assert list(json.loads(out)["parity"]["outputs"]) == names
+
+
+def test_unnamed_outputs_take_the_manifests_names_only_when_they_fit(tmp_path):
+    """A .pte runner names outputs from the manifest beside it when it lists as many, else by position."""
+    from mobiledeploy.devicebench.runtime import recorded_output_names
+
+    art = tmp_path / "det.pte"
+    assert recorded_output_names(str(art), 2) == ["output_0", "output_1"]  # no manifest
+    Path(str(art) + ".json").write_text(json.dumps({"outputs": [{"name": "scores"}, {"name": "boxes"}]}))
+    assert recorded_output_names(str(art), 2) == ["scores", "boxes"]
+    assert recorded_output_names(str(art), 1) == ["output"]  # a manifest of another program: not its names
+    Path(str(art) + ".json").write_text("not json")
+    assert recorded_output_names(str(art), 2) == ["output_0", "output_1"]
 
 
 def test_a_wrong_small_output_is_not_hidden_by_a_large_one():

@@ -330,7 +330,9 @@ def check(reference: Callable, run: Callable[[Path, Mapping[str, np.ndarray]], M
         got = run(artifact, dict(zip(input_names, s.feeds)))
         missing = [n for n in output_names if n not in got]
         if missing:
-            raise ValueError(f"the runtime returned no output named {missing[0]!r} (it gave {sorted(got)})")
+            raise UserError(f"{Path(artifact).name}: its runtime returned no output named {missing[0]!r} (it gave "
+                            f"{sorted(got)})", "the manifest lists outputs the artifact does not have: restore the "
+                                               "manifest, or re-export")
         gots.append([np.asarray(got[n]) for n in output_names])
         m = compare(ref, gots[-1], output_names)
         m["input"] = s.name

@@ -412,6 +412,17 @@ def test_verify_with_no_inputs_to_compare_is_refused(tiny_pt2, tmp_path, capsys)
     assert rc == 2 and "--random must be 0 or more" in err  # it used to run 3 photos and say "verified"
 
 
+def test_a_manifest_naming_outputs_the_artifact_lacks_is_one_line(tiny_pt2, tmp_path, capsys):
+    out = pipeline.export(pipeline.ExportOptions(str(tiny_pt2), "onnx", out_dir=tmp_path, verify=False))
+    man = Path(str(out.artifact) + ".json")
+    m = json.loads(man.read_text())
+    m["outputs"][0]["name"] = "logits_renamed"  # hand-edited: the artifact's output is named otherwise
+    man.write_text(json.dumps(m))
+    rc, _, err = _run(["verify", str(out.artifact)], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "no output named 'logits_renamed'" in err and "re-export" in err
+
+
 def test_parity_samples_refuse_to_compare_on_nothing():
     from mobiledeploy.errors import UserError
     from mobiledeploy.exporters.parity import samples

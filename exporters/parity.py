@@ -62,12 +62,17 @@ MIN_SENSITIVITY = 1e-4
 # default int8 calibration draws its crops with seed 0, the fp32-vs-int8 agreement check with seed 1).
 N_CROPS: dict[str, int] = {"int8": 6}
 CROP_SEED = 2
-# Where PyTorch fp32 is itself far from the exact result, the 1e-5 bar against it cannot hold for any fp32
-# artifact: efficientnet_b0 with random weights is 2.6e-5-9e-5 from float64 in PyTorch fp32, and its
-# artifacts 2-4e-5 from PyTorch fp32. An fp32 artifact that misses the bar is then judged against the
-# model run in float64: its worst sample no further from it than FLOAT64_FACTOR x PyTorch fp32's worst
-# (and 1e-5 at least). Where PyTorch fp32 is within 1e-5 of float64, that bar is no looser than before.
-FLOAT64_FACTOR = 2.0
+# Where PyTorch fp32 is itself far from the exact result (an ill-conditioned model on these inputs, e.g.
+# efficientnet_b0 with random weights on a photo), the 1e-5 bar against it cannot hold for any fp32 artifact.
+# An fp32 artifact that misses the bar is then judged against the model run in float64: where PyTorch fp32
+# is within 1e-5 of float64 the bar stays 1e-5 (now against float64); where it is not, the artifact's worst
+# sample may be up to FLOAT64_FACTOR x PyTorch fp32's own worst distance (the worse of its run with one
+# thread and with all: its reductions split differently). Correct fp32 runtimes differ by several times in
+# that distance. Measured on efficientnet_b0's worst photo (random weights, 64 px), on an Intel Xeon: PyTorch
+# 2.2e-5 (2 threads) / 2.9e-5 (1 thread), our Core ML interpreter 2.5e-5, LiteRT 8.3e-5, onnxruntime 1.2e-4
+# (the same graph 1.4e-5 without its x86 blocked-layout NCHWc kernels): 4.1x PyTorch's worse run; on an AMD
+# EPYC PyTorch was 9e-5 and onnxruntime 1.2e-4. A wrong artifact is off by far more (and must keep every top-1).
+FLOAT64_FACTOR = 8.0
 
 
 @dataclass
@@ -426,7 +431,7 @@ def _judge_float64(reference: Callable, batch: Sequence[Sample], refs32: Sequenc
         ref64 = exact(s.arrays)
         if ref64 is None:
             return None
-        torch_err = compare(ref64, ref32)["rel_l2"]
+        torch_err = max(compare(ref64, r)["rel_l2"] for r in (ref32, *_one_thread_outputs(reference, s.arrays)))
         m = compare(ref64, got, output_names)
         m.update(input=s.name, judged=True, rel_l2_vs_fp32=m32["rel_l2"], torch_fp32_rel_l2=torch_err)
         judged.append(m)
@@ -434,16 +439,29 @@ def _judge_float64(reference: Callable, batch: Sequence[Sample], refs32: Sequenc
         vs32.append(m32["rel_l2"])
     per[:] = judged
     agg = _aggregate(judged)
-    bar = max(TOLERANCES["fp32"]["rel_l2"], FLOAT64_FACTOR * max(torch_errs))
+    fp32_bar = TOLERANCES["fp32"]["rel_l2"]
+    bar = fp32_bar if max(torch_errs) <= fp32_bar else FLOAT64_FACTOR * max(torch_errs)
     ok = agg["rel_l2"] <= bar and (agg["top1_agreement"] is None
                                    or agg["top1_agreement"] >= TOLERANCES["fp32"]["top1_agreement"])
     tol = {"rel_l2": bar, "top1_agreement": TOLERANCES["fp32"]["top1_agreement"],
-           "reference": f"float64: within {FLOAT64_FACTOR:g}x PyTorch fp32's own distance from it "
-                        f"(at least {TOLERANCES['fp32']['rel_l2']:g})"}
+           "reference": f"float64: within {FLOAT64_FACTOR:g}x PyTorch fp32's own distance from it where that "
+                        f"exceeds {fp32_bar:g}, else within {fp32_bar:g}"}
     facts = {"passed": bool(ok), "torch_fp32_rel_l2": float(max(torch_errs)), "rel_l2_vs_fp32": float(max(vs32)),
              "factor": FLOAT64_FACTOR, "why": "PyTorch fp32 itself misses the 1e-5 bar against float64 on these inputs"
              if max(torch_errs) > TOLERANCES["fp32"]["rel_l2"] else "the artifact missed the bar against PyTorch fp32"}
     return judged, agg, tol, facts
+
+
+def _one_thread_outputs(reference: Callable, arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """PyTorch fp32's outputs run on one thread ([] where it already ran on one, or is not a module)."""
+    if not isinstance(reference, torch.nn.Module) or torch.get_num_threads() == 1:
+        return []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [reference_outputs(reference, arrays)]
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _sensitivity(refs: Sequence[np.ndarray]) -> float | None:

@@ -6,9 +6,9 @@ feature-pyramid backbone with five outputs (timm's `features_only`, saved as a `
 with measured BatchNorm statistics (what an export without --weights gets), 64 px for speed.
 
 efficientnet_b0 and mobileone_s0 (re-parameterisable too): with random weights PyTorch's own fp32 output is
-up to 9e-5 (efficientnet_b0, on a photo) and 3e-5 (mobileone_s0) away from float64, so no fp32 artifact can
-be held to 1e-5 of it (theirs measure 2-5e-5): they are judged against float64 (exporters.parity.FLOAT64_FACTOR),
-and only there.
+2e-5-9e-5 (efficientnet_b0, on a photo; by CPU and threads) and 3e-5 (mobileone_s0) away from float64, so no
+fp32 artifact can be held to 1e-5 of it (theirs measure 2e-5-1.2e-4): they are judged against float64
+(exporters.parity.FLOAT64_FACTOR), and only there.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from mobiledeploy.cli import main
+from mobiledeploy.exporters.parity import FLOAT64_FACTOR
 
 timm = pytest.importorskip("timm")
 pytest.importorskip("coremltools")
@@ -45,8 +46,9 @@ def test_timm_model_on_every_target(name, tmp_path, capsys):
     for m in manifests:
         p = m["parity"]
         assert m["verified"], (m["target"], p["rel_l2"])
-        if name in FAR_FROM_EXACT and p.get("float64"):  # judged against float64, within 2x PyTorch's own error
-            assert p["float64"]["torch_fp32_rel_l2"] > 1e-5 and p["rel_l2"] <= 2 * p["float64"]["torch_fp32_rel_l2"]
+        if name in FAR_FROM_EXACT and p.get("float64"):  # judged against float64, within FACTOR x PyTorch's error
+            assert p["float64"]["torch_fp32_rel_l2"] > 1e-5
+            assert p["rel_l2"] <= FLOAT64_FACTOR * p["float64"]["torch_fp32_rel_l2"]
         else:
             assert p["rel_l2"] <= 1e-5 and p.get("float64") is None, (m["target"], p["rel_l2"])
         assert p["input_sensitivity"] > 1e-2  # the check compares outputs that depend on the input

@@ -100,7 +100,7 @@ def quantize_in_place(req: ExportRequest, result: TargetResult) -> None:
         agreement = Q.compare(Q.run_batch(fp32, x), Q.run_batch(out, x))
         info |= {"size": Q.size_report(fp32, out), "vs_fp32": agreement,
                  "calibration": str(req.options.quant.calibration or "scikit-image photos + augmentations"),
-                 "calibration_dir": _calibration_dir(req)}
+                 "calibration_dir": calibration_dir(req)}
         shutil.copyfile(out, art)
     result.extra["quantization"] = info
     if info.get("io_dtype") == "int8":
@@ -111,7 +111,7 @@ def quantize_in_place(req: ExportRequest, result: TargetResult) -> None:
         result.inputs[0]["quantization"] = {"scale": spec.quantization[0], "zero_point": spec.quantization[1]}
 
 
-def _calibration_dir(req: ExportRequest) -> str | None:
+def calibration_dir(req: ExportRequest) -> str | None:
     """The user's calibration folder (absolute), where the parity check draws the images int8 is judged on."""
     d = req.options.quant.calibration
     return str(Path(d).resolve()) if d else None
@@ -134,7 +134,7 @@ def compress_coreml_in_place(req: ExportRequest, result: TargetResult) -> None:
         info = Q.compress_coreml(art, out, mode)
         info["size"] = Q.size_report(art, out)
         info["vs_fp32"] = _coreml_agreement(req, art, out)
-        info["calibration_dir"] = _calibration_dir(req)
+        info["calibration_dir"] = calibration_dir(req)
         info["bar"] = "int8_weights"
         shutil.rmtree(art)
         shutil.copytree(out, art)

@@ -246,6 +246,17 @@ class ExecuTorchTarget(Target):
         calibration = list(calibration_inputs(req)) if req.int8 else None
         info = convert(req.program, req.example_inputs, precision, req.out_path, req.options.executorch.delegate,
                        calibration)
+        if calibration is not None:
+            from .app import calibration_dir
+
+            # As the other targets record it: the parity check judges int8 on the calibration folder's
+            # held-out images (it judged a digits model's .pte on photos of cats without this).
+            quant = req.options.quant
+            info["extra"]["quantization"] = {
+                "method": "pt2e XNNPACKQuantizer (static)", "weights": "int8 per-channel (symmetric)",
+                "activations": "int8 per-tensor", "calibration_samples": len(calibration),
+                "calibration": str(quant.calibration or "scikit-image photos + augmentations"),
+                "calibration_dir": calibration_dir(req)}
         return TargetResult(artifact=info["artifact"], converter=info["converter"],
                             converter_version=info["converter_version"], inputs=info["inputs"],
                             outputs=info["outputs"], extra=info["extra"])

@@ -124,6 +124,29 @@ def test_int8_digits_keeps_accuracy(digits, tmp_path):
     assert (tmp_path / "digits_int8.pte").stat().st_size < 0.5 * _fp32_size(digits, tmp_path)
 
 
+def test_int8_with_a_calibration_folder_is_judged_on_its_held_out_images(digits, tmp_path, capsys):
+    """As on the other targets: --calibration DIR calibrates on 4 of 5 images and judges on the fifth."""
+    from skimage import io
+
+    from mobiledeploy.cli import main
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, img in enumerate(digits.x_train[:40]):
+        io.imsave(str(calib / f"d{i:02d}.png"), img.round().astype(np.uint8), check_contrast=False)
+    rc = main(["export", "mobilenetv2_035", "--weights", str(digits.trained.checkpoint), "--input-size",
+               str(digits.trained.size), "-t", "executorch", "--precision", "int8", "--calibration", str(calib),
+               "--out", str(tmp_path / "out"), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    m = json.loads(out.out)  # one target: the manifest itself
+    quant = m["target_info"]["quantization"]
+    assert quant["calibration_dir"] == str(calib.resolve()) and quant["calibration_samples"] == 32
+    judged = m["parity"]["inputs"]
+    assert judged and all(n.startswith("heldout:d") for n in judged), judged  # digits, not photos of cats
+    assert m["verified"] is True
+
+
 def _fp32_size(digits, tmp_path: Path) -> int:
     x = torch.from_numpy(digits.x_test[:1])
     info = ET.convert(ours(digits.wrapper, x), (x,), "fp32", tmp_path / "digits_fp32.pte")

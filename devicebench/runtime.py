@@ -105,11 +105,14 @@ def positional_names(count: int) -> list[str]:
 def recorded_output_names(artifact: str, count: int) -> list[str]:
     """Output names for a format that stores none (a `.pte`): the ones the export recorded in the manifest
     beside the artifact, when it records `count` of them, else positional names."""
-    for cand in (Path(artifact + ".json"), Path(artifact).with_suffix(".json")):
+    from .protocol import find_manifest  # protocol imports the runners: not at module level
+
+    manifest = find_manifest(artifact)
+    if manifest is not None:
         try:
-            names = [o["name"] for o in json.loads(cand.read_text())["outputs"]]
-        except (OSError, ValueError, KeyError, TypeError):  # no manifest there, or not one of ours
-            continue
+            names = [o["name"] for o in json.loads(Path(manifest).read_text())["outputs"]]
+        except (OSError, ValueError, KeyError, TypeError):  # not one of ours
+            names = []
         if len(names) == count and all(isinstance(n, str) for n in names):
             return names
     return positional_names(count)

@@ -98,9 +98,7 @@ def quantize_in_place(req: ExportRequest, result: TargetResult) -> None:
         # Agreement with the fp32 artifact on held-back augmented photos (not the calibration batch).
         x = _calibration_inputs(req, result, N_AGREEMENT, seed=1)
         agreement = Q.compare(Q.run_batch(fp32, x), Q.run_batch(out, x))
-        info |= {"size": Q.size_report(fp32, out), "vs_fp32": agreement,
-                 "calibration": str(req.options.quant.calibration or "scikit-image photos + augmentations"),
-                 "calibration_dir": calibration_dir(req)}
+        info |= {"size": Q.size_report(fp32, out), "vs_fp32": agreement, **calibration_facts(req)}
         shutil.copyfile(out, art)
     result.extra["quantization"] = info
     if info.get("io_dtype") == "int8":
@@ -109,6 +107,12 @@ def quantize_in_place(req: ExportRequest, result: TargetResult) -> None:
         (spec,) = load_runner(art).input_specs()
         result.inputs[0]["dtype"] = "int8"
         result.inputs[0]["quantization"] = {"scale": spec.quantization[0], "zero_point": spec.quantization[1]}
+
+
+def calibration_facts(req: ExportRequest) -> dict[str, str | None]:
+    """What an int8 export was calibrated on, for its manifest (`calibration_dir` steers the parity check)."""
+    return {"calibration": str(req.options.quant.calibration or "scikit-image photos + augmentations"),
+            "calibration_dir": calibration_dir(req)}
 
 
 def calibration_dir(req: ExportRequest) -> str | None:

@@ -180,9 +180,11 @@ def _outputs(ep: torch.export.ExportedProgram, program: torch.export.ExportedPro
     """The lowered program's outputs, named from the user's program (dict keys) as every target names them."""
     out_node = next(n for n in ep.graph.nodes if n.op == "output")
     vals = [a.meta.get("val") for a in out_node.args[0] if isinstance(a, torch.fx.Node)]
+    from mobiledeploy.devicebench.runtime import positional_names  # the names its runners give unnamed outputs
+
     names = output_names(program)  # dict keys / output_<i>, as the other targets name them (targets.output_names)
     if names is None or len(names) != len(vals):
-        names = ["output"] if len(vals) == 1 else [f"output_{i}" for i in range(len(vals))]
+        names = positional_names(len(vals))
     return [_io(n, v) for n, v in zip(names, vals) if v is not None]
 
 
@@ -247,16 +249,13 @@ class ExecuTorchTarget(Target):
         info = convert(req.program, req.example_inputs, precision, req.out_path, req.options.executorch.delegate,
                        calibration)
         if calibration is not None:
-            from .app import calibration_dir
+            from .app import calibration_facts
 
             # As the other targets record it: the parity check judges int8 on the calibration folder's
             # held-out images (it judged a digits model's .pte on photos of cats without this).
-            quant = req.options.quant
             info["extra"]["quantization"] = {
                 "method": "pt2e XNNPACKQuantizer (static)", "weights": "int8 per-channel (symmetric)",
-                "activations": "int8 per-tensor", "calibration_samples": len(calibration),
-                "calibration": str(quant.calibration or "scikit-image photos + augmentations"),
-                "calibration_dir": calibration_dir(req)}
+                "activations": "int8 per-tensor", "calibration_samples": len(calibration), **calibration_facts(req)}
         return TargetResult(artifact=info["artifact"], converter=info["converter"],
                             converter_version=info["converter_version"], inputs=info["inputs"],
                             outputs=info["outputs"], extra=info["extra"])

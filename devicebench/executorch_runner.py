@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mobiledeploy.errors import quiet_logger, quiet_native_stderr
+from mobiledeploy.errors import UserError, quiet_logger, quiet_native_stderr
 
 from .runtime import Call, Runner, TensorSpec, _op_table, _require, recorded_output_names, register_runner
 
@@ -75,7 +75,16 @@ class ExecuTorchRunner(Runner):
         self.runtime = Runtime.get()
         self.data = Path(artifact).read_bytes()
         self.program = self.runtime.load_program(self.data)
-        self.method = self.program.load_method("forward")
+        try:
+            # A missing kernel makes the registry dump every kernel it has for that op: said below in one line.
+            with quiet_native_stderr("[operator_registry.cpp:"):
+                self.method = self.program.load_method("forward")
+        except RuntimeError as e:
+            missing = missing_kernels(self.data)
+            if not missing:
+                raise
+            raise UserError(f"the .pte calls {', '.join(missing)}, which ExecuTorch's runtime has no kernel for "
+                            f"({e})", "rewrite that part of the model, or try another --target") from None
         # A .pte stores no output names: those the export recorded, so every target's outputs read alike.
         self._out_names = recorded_output_names(artifact, self.method.metadata.num_outputs())
 
@@ -176,6 +185,17 @@ def plan_counts(data: bytes) -> dict[str, Any]:
     delegates = sorted({d.id for d in plan.delegates})
     return {"partitions": kinds.count("DelegateCall"), "kernel_calls": kinds.count("KernelCall"),
             "delegate": "+".join(delegates).replace("XnnpackBackend", "XNNPACK") or None}
+
+
+def missing_kernels(data: bytes) -> list[str]:
+    """Operators the program calls that this ExecuTorch runtime has no kernel for (`aten::op.overload`)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    prog = deserialize_pte_binary(data)
+    plan = getattr(prog, "program", prog).execution_plan[0]
+    have = set(_bindings()._get_operator_names())
+    wanted = [f"{op.name}.{op.overload}" if op.overload else op.name for op in plan.operators]
+    return sorted({op for op in wanted if op not in have and op.split(".")[0] not in have})
 
 
 def _manifest_delegation(artifact: str) -> dict[str, Any]:

@@ -125,6 +125,19 @@ def test_converter_failures_are_one_line_each_and_name_the_users_op(tmp_path, ca
     assert "Traceback" not in err
 
 
+def test_an_op_executorch_lowers_but_its_runtime_lacks_is_one_line(tmp_path, capsys):
+    """ExecuTorch lowers svd to a portable-kernel call its runtime has no kernel for: the method fails to load
+    at the parity check, which must say which op, in one line, and write nothing (it was a traceback)."""
+    pytest.importorskip("executorch")
+    pt2 = _pt2(Svd(), tmp_path / "svd.pt2")
+    rc, out, err = _run(["export", str(pt2), "-t", "executorch", "--out", str(tmp_path / "o")], capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert "aten::_linalg_svd" in lines[0] and "no kernel" in lines[0]
+    assert "[operator_registry.cpp:" not in err  # the registry's kernel dump is said in that one line
+    assert not list((tmp_path / "o").glob("*.pte"))
+
+
 def test_a_decomposed_op_is_named_as_the_user_wrote_it_and_the_others_still_export(tmp_path, capsys):
     pt2 = _pt2(Fft(), tmp_path / "fft.pt2")
     rc, out, err = _run(["export", str(pt2), "-t", "onnx,tflite", "--out", str(tmp_path / "o")], capsys)

@@ -105,14 +105,12 @@ def positional_names(count: int) -> list[str]:
 def recorded_output_names(artifact: str, count: int) -> list[str]:
     """Output names for a format that stores none (a `.pte`): the ones the export recorded in the manifest
     beside the artifact, when it records `count` of them, else positional names."""
-    from .protocol import find_manifest  # protocol imports the runners: not at module level
-
-    manifest = find_manifest(artifact)
-    if manifest is not None:
+    # protocol.find_manifest's two places, looked up here: protocol imports the runners (an import cycle).
+    for cand in (Path(artifact + ".json"), Path(artifact).with_suffix(".json")):
         try:
-            names = [o["name"] for o in json.loads(Path(manifest).read_text())["outputs"]]
-        except (OSError, ValueError, KeyError, TypeError):  # not one of ours
-            names = []
+            names = [o["name"] for o in json.loads(cand.read_text())["outputs"]]
+        except (OSError, ValueError, KeyError, TypeError):  # no manifest there, or not one of ours
+            continue
         if len(names) == count and all(isinstance(n, str) for n in names):
             return names
     return positional_names(count)
